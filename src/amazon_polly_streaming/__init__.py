@@ -1,0 +1,40 @@
+"""Amazon Polly bidirectional streaming text-to-speech for asyncio.
+
+    client = PollyStreamingClient(region="eu-central-1")
+    async for chunk in client.start_speech_synthesis_stream(text="hello", voice_id="Matthew"):
+        ...
+
+Importing the package is cheap: the network stack (asyncio, ssl, h2) loads
+with the first stream.
+"""
+
+from __future__ import annotations
+
+__version__ = "2.0.0.dev0"
+
+from .client import PollyStreamingClient
+from .credentials import Credentials
+from .exceptions import (
+    PollyStreamingError,
+    ServiceException,
+    ServiceFailureException,
+    ServiceQuotaExceededException,
+    ThrottlingException,
+    TransportError,
+    ValidationException,
+)
+from .retries import RetryPolicy
+
+__all__ = [
+    "Credentials",
+    "PollyStreamingClient",
+    "PollyStreamingError",
+    "RetryPolicy",
+    "ServiceException",
+    "ServiceFailureException",
+    "ServiceQuotaExceededException",
+    "ThrottlingException",
+    "TransportError",
+    "ValidationException",
+    "__version__",
+]

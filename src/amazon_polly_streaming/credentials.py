@@ -1,0 +1,195 @@
+"""AWS credentials: the value type and the resolver the client uses.
+
+Resolution order, as boto3 does it, but without paying for botocore unless it
+is needed: explicit credentials given to the client, then the environment
+variables, then botocore's full default chain (profiles, SSO, credential
+process, container and instance roles), imported lazily and run in a worker
+thread because it may touch the network or the disk.
+
+A stream keeps the credentials it was signed with from start to end; before a
+new stream, credentials that would expire within the service's 10-minute
+stream limit plus a margin are refreshed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .exceptions import CredentialsError
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable
+    from typing import Any, TypeAlias
+
+    #: A callable that returns fresh credentials; it runs in a worker thread.
+    CredentialProvider: TypeAlias = Callable[[], "Credentials"]
+    #: What ``credentials=`` accepts: credentials, a key tuple, a provider, or
+    #: botocore credentials (anything with ``get_frozen_credentials()``).
+    CredentialsSource: TypeAlias = "Credentials | CredentialProvider | tuple[str, ...] | Any"
+
+__all__ = ["CredentialResolver", "Credentials"]
+
+#: Refresh when less than this remains: the 10 minute stream limit plus a margin.
+REFRESH_MARGIN_SECONDS = 11 * 60
+
+
+class Credentials:
+    """An access key pair, an optional session token and an optional expiry.
+
+    ``expiry`` is seconds since the epoch. The secret parts never appear in
+    ``repr`` or ``str``.
+    """
+
+    __slots__ = ("access_key_id", "expiry", "secret_access_key", "session_token")
+
+    def __init__(
+        self,
+        access_key_id: str,
+        secret_access_key: str,
+        session_token: str | None = None,
+        expiry: float | None = None,
+    ) -> None:
+        if not access_key_id or not secret_access_key:
+            raise ValueError("access_key_id and secret_access_key must be non-empty")
+        self.access_key_id = access_key_id
+        self.secret_access_key = secret_access_key
+        self.session_token = session_token or None
+        self.expiry = expiry
+
+    def __repr__(self) -> str:
+        masked = "…" + self.access_key_id[-4:] if len(self.access_key_id) > 8 else "…"
+        token = ", session_token=<redacted>" if self.session_token else ""
+        return f"Credentials(access_key_id={masked!r}, secret_access_key=<redacted>{token})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Credentials):
+            return NotImplemented
+        return (self.access_key_id, self.secret_access_key, self.session_token) == (
+            other.access_key_id,
+            other.secret_access_key,
+            other.session_token,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def fresh_for(self, seconds: float, now: float) -> bool:
+        """True when these credentials remain valid for at least ``seconds`` after ``now``."""
+        return self.expiry is None or self.expiry - now >= seconds
+
+
+def _is_botocore_like(source: object) -> bool:
+    return callable(getattr(source, "get_frozen_credentials", None))
+
+
+def _from_botocore(frozen: Any, expiry: float | None) -> Credentials:
+    return Credentials(frozen.access_key, frozen.secret_key, frozen.token, expiry)
+
+
+def _botocore_expiry(creds: Any) -> float | None:
+    # RefreshableCredentials keeps its expiry privately; static ones have none.
+    expiry = getattr(creds, "_expiry_time", None)
+    return expiry.timestamp() if expiry is not None else None
+
+
+def _env_credentials(environ: os._Environ[str] | dict[str, str]) -> Credentials | None:
+    key = environ.get("AWS_ACCESS_KEY_ID")
+    secret = environ.get("AWS_SECRET_ACCESS_KEY")
+    if not key or not secret:
+        return None
+    token = environ.get("AWS_SESSION_TOKEN") or environ.get("AWS_SECURITY_TOKEN")
+    return Credentials(key, secret, token)
+
+
+def _botocore_chain() -> Any:
+    try:
+        import botocore.session
+    except ImportError as exc:
+        raise CredentialsError(
+            "no AWS credentials in the environment, and botocore (for profiles, SSO and roles) "
+            "is not installed: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, pass credentials=, "
+            "or pip install 'amazon-polly-streaming[aws]'"
+        ) from exc
+    try:
+        creds = botocore.session.get_session().get_credentials()
+    except Exception as exc:
+        raise CredentialsError(f"resolving AWS credentials failed: {type(exc).__name__}: {exc}") from exc
+    if creds is None:
+        raise CredentialsError(
+            "unable to locate AWS credentials (environment, shared config and credentials files, "
+            "SSO, container and instance roles were tried)"
+        )
+    return creds
+
+
+def _frozen(source: Any) -> Credentials:
+    """Fetch current credentials from a provider or botocore object (blocking)."""
+    try:
+        if _is_botocore_like(source):
+            return _from_botocore(source.get_frozen_credentials(), _botocore_expiry(source))
+        creds = source()
+    except CredentialsError:
+        raise
+    except Exception as exc:
+        raise CredentialsError(f"refreshing AWS credentials failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(creds, Credentials):
+        raise CredentialsError(f"credential provider returned {type(creds).__name__}, not Credentials")
+    return creds
+
+
+class CredentialResolver:
+    """Hands out current credentials, refreshing off the event loop when needed."""
+
+    def __init__(
+        self, source: CredentialsSource | None, environ: os._Environ[str] | dict[str, str] | None = None
+    ) -> None:
+        self._cached: Credentials | None = None
+        self._dynamic: Any = None  # a provider or botocore object, consulted on refresh
+        self._lock: asyncio.Lock | None = None
+        self._environ = os.environ if environ is None else environ
+        if isinstance(source, Credentials):
+            self._cached = source
+        elif isinstance(source, tuple):
+            self._cached = Credentials(*source)
+        elif source is not None:
+            if not callable(source) and not _is_botocore_like(source):
+                raise TypeError(
+                    "credentials must be Credentials, (key, secret[, token]), a provider or botocore credentials"
+                )
+            self._dynamic = source
+        self._explicit = source is not None
+
+    async def get(self) -> Credentials:
+        cached = self._cached
+        if cached is not None and cached.fresh_for(REFRESH_MARGIN_SECONDS, time.time()):
+            return cached
+        import asyncio
+
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:  # one refresh serves every stream waiting for it
+            cached = self._cached
+            now = time.time()
+            if cached is not None and cached.fresh_for(REFRESH_MARGIN_SECONDS, now):
+                return cached
+            if self._dynamic is None and not self._explicit:
+                from_env = _env_credentials(self._environ)
+                if from_env is not None:
+                    self._cached = from_env
+                    return from_env
+                self._dynamic = await asyncio.to_thread(_botocore_chain)
+            if self._dynamic is None:
+                # Explicit static credentials that are about to expire: use
+                # them while they last; the service will say when they do not.
+                assert cached is not None
+                if cached.expiry is not None and cached.expiry <= now:
+                    raise CredentialsError("the explicit credentials have expired")
+                return cached
+            fresh = await asyncio.to_thread(_frozen, self._dynamic)
+            self._cached = fresh
+            return fresh
