@@ -52,7 +52,7 @@ def _smithy_value(spec: dict[str, Any]) -> HeaderValue:
 def _decode_all(data: bytes) -> list[Message]:
     decoder = EventStreamDecoder()
     messages = decoder.feed(data)
-    assert decoder.buffered == 0
+    decoder.finish()
     return messages
 
 
@@ -73,10 +73,19 @@ def test_smithy_positive_vectors_decode_and_reencode(name: str) -> None:
     assert encode_message(encode_headers(message.headers), message.payload) == encoded
 
 
+def _smithy_negative(name: str) -> bytes:
+    case = SMITHY["negative"][name]
+    if case["encoded_hex"] is not None:
+        return bytes.fromhex(case["encoded_hex"])
+    # The 16 MiB case is stored as its recipe: prelude + payload + message CRC.
+    assert name == "INVALID_PAYLOAD_LENGTH"
+    return bytes.fromhex("0100001100000000f40861c5") + b"0" * (16 * 1024**2 + 1) + bytes.fromhex("2ab4c5a5")
+
+
 @pytest.mark.parametrize("name", sorted(SMITHY["negative"]))
 def test_smithy_negative_vectors_raise_our_error(name: str) -> None:
     with pytest.raises(EventStreamError):
-        _decode_all(bytes.fromhex(SMITHY["negative"][name]["encoded_hex"]))
+        _decode_all(_smithy_negative(name))
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (GO / "encoded" / "positive").iterdir()))

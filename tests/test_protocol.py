@@ -99,7 +99,11 @@ def test_request_headers_are_signed_and_have_one_authority() -> None:
 def test_text_event_json_and_split() -> None:
     (message,) = EventStreamDecoder().feed(protocol.text_event("héllo", text_type="ssml", flush=True))
     assert message.headers[":event-type"] == "TextEvent"
-    assert json.loads(message.payload) == {"Text": "héllo", "TextType": "ssml", "FlushStreamConfiguration": {"Force": True}}
+    assert json.loads(message.payload) == {
+        "Text": "héllo",
+        "TextType": "ssml",
+        "FlushStreamConfiguration": {"Force": True},
+    }
     text = ("word " * 3000).strip()
     pieces = protocol.split_text(text, 6000)
     assert "".join(pieces) == text
@@ -110,7 +114,9 @@ def test_text_event_json_and_split() -> None:
 
 def test_audio_and_stream_closed() -> None:
     parser = _ok_parser()
-    data = _event("AudioEvent", b"abc") + _event("Mystery", b"?") + _event("StreamClosedEvent", b'{"RequestCharacters":5}')
+    data = (
+        _event("AudioEvent", b"abc") + _event("Mystery", b"?") + _event("StreamClosedEvent", b'{"RequestCharacters":5}')
+    )
     items = []
     for i in range(len(data)):  # one byte at a time
         items += parser.receive_data(data[i : i + 1])

@@ -228,6 +228,14 @@ def decode_headers(data: bytes) -> dict[str, HeaderValue]:
     return headers
 
 
+# Streams repeat a handful of header blocks (every AudioEvent of every stream
+# has the same three headers): decoding each distinct block once keeps the hot
+# path to a dict lookup. Shared by all decoders, and bounded so that a hostile
+# peer cannot grow it (blocks beyond the bound are simply decoded each time).
+_HEADER_CACHE: dict[bytes, dict[str, HeaderValue]] = {}
+_HEADER_CACHE_SIZE = 256
+
+
 class EventStreamDecoder:
     """Incremental decoder: ``feed`` bytes as they arrive, get whole messages back.
 
@@ -235,21 +243,24 @@ class EventStreamDecoder:
     feeds raise again.
     """
 
-    __slots__ = ("_buffer", "_error", "_header_cache", "_max_message_length")
+    __slots__ = ("_buffer", "_error", "_max_message_length")
 
     def __init__(self, max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH) -> None:
         self._buffer = bytearray()
         self._max_message_length = max_message_length
         self._error: EventStreamError | None = None
-        # A stream repeats a handful of header blocks (every AudioEvent has the
-        # same three); decoding each distinct block once keeps the hot path to
-        # a dict lookup. Bounded so a hostile peer cannot grow it.
-        self._header_cache: dict[bytes, dict[str, HeaderValue]] = {}
 
     @property
     def buffered(self) -> int:
         """Bytes received that do not yet form a whole message."""
         return len(self._buffer)
+
+    def finish(self) -> None:
+        """The input ended: raise if it ended inside a message."""
+        if self._error is not None:
+            raise self._error
+        if self._buffer:
+            raise EventStreamError(f"Input ended inside a message ({len(self._buffer)} bytes pending)")
 
     def feed(self, data: bytes) -> list[Message]:
         """Add ``data`` and return every message it completes, in order."""
@@ -282,7 +293,7 @@ class EventStreamDecoder:
     def _parse(self, source: bytes | bytearray, size: int) -> tuple[list[Message], int]:
         messages: list[Message] = []
         view = memoryview(source)
-        cache = self._header_cache
+        cache = _HEADER_CACHE
         pos = 0
         try:
             while size - pos >= _PRELUDE_LENGTH:
@@ -293,6 +304,8 @@ class EventStreamDecoder:
                     raise EventStreamError("Invalid message length")
                 if headers_length > MAX_HEADERS_LENGTH:
                     raise EventStreamError("Invalid headers length")
+                if total - headers_length - _MIN_MESSAGE_LENGTH > MAX_PAYLOAD_LENGTH:
+                    raise EventStreamError("Invalid payload length")
                 if total > self._max_message_length:
                     raise EventStreamError(
                         f"Message of {total} bytes exceeds the {self._max_message_length} byte limit"
@@ -308,7 +321,7 @@ class EventStreamDecoder:
                 headers = cache.get(raw_headers)
                 if headers is None:
                     headers = decode_headers(raw_headers)
-                    if len(cache) < 64:
+                    if len(cache) < _HEADER_CACHE_SIZE:
                         cache[raw_headers] = headers
                 # Each message gets its own dict: callers may keep or mutate it.
                 messages.append(Message(headers.copy(), bytes(view[headers_end : end - 4])))
