@@ -402,10 +402,17 @@ class Connection(asyncio.Protocol):
             self.transport.write(data)
 
     def acknowledge(self, stream_id: int, size: int) -> None:
+        """Hand ``size`` consumed bytes back to the peer's send window.
+
+        h2 batches these into WINDOW_UPDATE frames (at half a window); when it
+        emits one it must leave now, or a reader that drained a full window
+        would wait forever for data the server cannot send.
+        """
         try:
             self.h2.acknowledge_received_data(size, stream_id)
         except h2.exceptions.ProtocolError:
             return
+        self.flush()
 
     def ping(self) -> None:
         if self.is_open:

@@ -328,10 +328,6 @@ class ResponseParser:
                 self._expected_length = int(value)
         if self.status is None:
             raise ProtocolError("response without :status")
-        if 100 <= self.status < 200:
-            # An informational response; the final one follows.
-            self.status = None
-            return
         if not self.is_error and content_type is not None and not content_type.startswith(EVENT_STREAM_CONTENT_TYPE):
             raise ProtocolError(f"unexpected response content-type {content_type!r}")
 

@@ -379,9 +379,6 @@ class SpeechStream:
         try:
             if parser.status is None:
                 parser.receive_headers(await stream.response_headers(self._read_timeout))
-                if parser.status is None:  # informational (1xx): wait for the final headers
-                    stream.headers = None
-                    return []
                 if parser.is_error:
                     await self._read_error_body(stream, parser)
                     raise parser.error()
