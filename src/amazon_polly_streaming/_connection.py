@@ -280,6 +280,23 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(_Expired())
 
 
+class _H2Connection(h2.connection.H2Connection):
+    """h2, except that a received GOAWAY does not end the streams it spares.
+
+    h2 treats GOAWAY as the end of the connection and rejects any frame after
+    it, but a server's graceful GOAWAY promises to finish the streams up to
+    ``last_stream_id``, whose frames may follow in the same read. Our own
+    ``Connection.goaway`` flag keeps new streams off the connection instead.
+    """
+
+    def _receive_goaway_frame(self, frame: Any) -> Any:
+        was_open = self.state_machine.state is not h2.connection.ConnectionState.CLOSED
+        result = super()._receive_goaway_frame(frame)
+        if was_open:
+            self.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+        return result
+
+
 class Connection(asyncio.Protocol):
     """An HTTP/2 client connection; create it with :func:`open_connection`."""
 
@@ -292,7 +309,7 @@ class Connection(asyncio.Protocol):
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
-        self.h2 = h2.connection.H2Connection(config=config)
+        self.h2 = _H2Connection(config=config)
         self.loop = loop
         self.authority = authority
         self.streams: dict[int, Stream] = {}
@@ -452,11 +469,7 @@ class Connection(asyncio.Protocol):
         for stream_id, stream in list(self.streams.items()):
             if stream_id > last:
                 stream._fail(ConnectionLostError(f"the server sent GOAWAY ({code}) before processing the stream"))
-        if any(stream_id <= last for stream_id in self.streams):
-            # h2 treats a received GOAWAY as the end of the connection, but
-            # streams the server promised to finish must still be readable.
-            self.h2.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
-        else:
+        if not any(stream_id <= last for stream_id in self.streams):
             self.close()
         logger.debug("GOAWAY from %s (%s, last stream %s)", self.authority, code, last)
 
@@ -534,7 +547,10 @@ async def open_connection(
     except OSError as exc:
         conn.close()
         if _tls_error(exc):
-            detail = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or str(exc)
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                detail = f"certificate verify failed: {exc.verify_message}"
+            else:
+                detail = getattr(exc, "reason", None) or str(exc)
             raise TLSError(f"TLS handshake with {target} failed: {detail}") from exc
         raise ConnectError(f"cannot connect to {target}: {exc.strerror or exc}") from exc
     transport = conn.transport

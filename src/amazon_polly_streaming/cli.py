@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Writes to FILE with -o, to stdout with -o - or when stdout is a pipe, else to speech.<ext>."
         ),
     )
-    say.add_argument("text", nargs="*", metavar="TEXT", help="words to speak; '-' (or none, with stdin piped) reads stdin")
+    say.add_argument(
+        "text", nargs="*", metavar="TEXT", help="words to speak; '-' (or none, with stdin piped) reads stdin"
+    )
     say.add_argument("-o", "--output", metavar="FILE", help="output file, or '-' for stdout")
     say.add_argument("--voice", default="Matthew", help="voice id (default: Matthew; see 'polly-stream voices')")
     say.add_argument("--format", default="mp3", choices=_FORMATS, help="audio format (wav is PCM with a header)")
@@ -322,8 +324,12 @@ def _voices(args: argparse.Namespace) -> int:
         import json
 
         rows = [
-            {"VoiceId": v.voice_id, "LanguageCode": v.language_code, "Gender": v.gender,
-             "AdditionalLanguageCodes": list(v.additional_language_codes)}
+            {
+                "VoiceId": v.voice_id,
+                "LanguageCode": v.language_code,
+                "Gender": v.gender,
+                "AdditionalLanguageCodes": list(v.additional_language_codes),
+            }
             for v in voices
         ]
         print(json.dumps(rows, indent=2))
@@ -359,7 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             from .emulator._cli import main as emulator_main
         except ImportError as exc:
-            print(f"polly-stream emulator: needs pip install 'amazon-polly-streaming[emulator]' ({exc})", file=sys.stderr)
+            print(
+                f"polly-stream emulator: needs pip install 'amazon-polly-streaming[emulator]' ({exc})", file=sys.stderr
+            )
             return EXIT_USAGE
         return emulator_main(argv[1:], prog="polly-stream emulator")
     parser = build_parser()

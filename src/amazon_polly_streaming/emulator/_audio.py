@@ -89,7 +89,7 @@ def _espeak_voice(voice_id: str, language_code: str | None) -> bytes:
 def resample(samples: np.ndarray[Any, np.dtype[np.int16]], source_rate: int, target_rate: int) -> bytes:
     """Resample s16 mono with linear interpolation after a moving-average low-pass."""
     if source_rate == target_rate or samples.size == 0:
-        return samples.astype("<i2").tobytes()
+        return bytes(samples.astype("<i2").tobytes())
     signal = samples.astype(np.float32)
     if target_rate < source_rate:
         # Averaging over the decimation ratio removes most of what would alias.
@@ -99,7 +99,7 @@ def resample(samples: np.ndarray[Any, np.dtype[np.int16]], source_rate: int, tar
     count = int(samples.size * target_rate / source_rate)
     positions = np.arange(count, dtype=np.float64) * (source_rate / target_rate)
     out = np.interp(positions, np.arange(samples.size), signal)
-    return np.clip(np.rint(out), -32768, 32767).astype("<i2").tobytes()
+    return bytes(np.clip(np.rint(out), -32768, 32767).astype("<i2").tobytes())
 
 
 def synthesize_pcm(
@@ -154,7 +154,7 @@ def _g711(pcm: bytes, law: str) -> bytes:
         exponent = np.where(big, np.floor(np.log2(np.maximum(magnitude, 1))).astype(np.int32) - 7, 0)
         mantissa = np.where(big, (magnitude >> (exponent + 3)) & 0x0F, (magnitude >> 4) & 0x0F)
         code = (((~sign).astype(np.int32) << 7) | (exponent << 4) | mantissa) ^ 0x55
-    return code.astype(np.uint8).tobytes()
+    return bytes(code.astype(np.uint8).tobytes())
 
 
 class _AppendOnlySink:

@@ -58,7 +58,12 @@ class EventChain:
         for day in dict.fromkeys((self.datestamp, amz_date[:8])):
             key = derive_signing_key(self.secret, day, self.region, SERVICE)
             expected = chunk_signature(
-                key, credential_scope(day, self.region, SERVICE), self.previous, encoded_date, amz_date, envelope.payload
+                key,
+                credential_scope(day, self.region, SERVICE),
+                self.previous,
+                encoded_date,
+                amz_date,
+                envelope.payload,
             )
             if hmac.compare_digest(expected, signature):
                 self.previous = signature

@@ -32,8 +32,9 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from .._eventstream import EventStreamDecoder, EventStreamError, encode_headers, encode_message
+from .._eventstream import EventStreamDecoder, encode_headers, encode_message
 from .._protocol import OUTPUT_FORMATS, PATH
+from ..exceptions import EventStreamError
 from ..voices import find_voice
 from ._auth import AuthError, EventChain, verify_request
 from ._faults import EXCEPTION_KINDS, HEADER_KINDS, Fault, parse_directives
@@ -545,7 +546,7 @@ class _StreamHandler:
             elif event_type == "CloseStreamEvent":
                 self.inbox.put_nowait(("close", None))
             else:
-                self.inbox.put_nowait(("invalid", f"Unknown event type {event_type}"))
+                self.inbox.put_nowait(("invalid", f"Unknown event type {event_type!r}"))
 
     def on_input_end(self) -> None:
         self.inbox.put_nowait(("end", None))
@@ -630,10 +631,9 @@ class _StreamHandler:
             self.audio_budget = directives.audio_bytes
         self.record.texts.append({"text": text, "ssml": ssml, "flush": flush})
         first, self.first_text = self.first_text, False
-        if self.fault is not None and self.fault.phase == "before_headers" and first:
-            # Chosen by directive after the headers went out: strike now.
-            self._strike_on_stream(self.fault)
-            return True
+        if first and self.fault is not None and self.fault.phase in ("before_headers", "after_headers"):
+            # Chosen by a directive once the headers were out: strike now.
+            return await self._phase(self.fault.phase)
         keepalive = not ssml and not text.strip()
         if not keepalive:
             self.record.billed_characters += billed_characters(text, ssml=ssml)
@@ -751,7 +751,7 @@ class _StreamHandler:
             error_type, _, body = EXCEPTION_KINDS[fault.kind]
             await self._send_event(_exception_message(error_type, body), end=True)
             return True
-        if fault.kind == "stall":
+        if fault.kind in ("stall", "never_answer"):
             await asyncio.Event().wait()  # until the client resets or the emulator stops
         if fault.kind == "goaway" and fault.params.get("graceful"):
             self._goaway(graceful=True)
@@ -779,10 +779,10 @@ class _StreamHandler:
         elif kind == "goaway":
             self._goaway(graceful=False)
         elif kind == "corrupt_crc":
-            message = bytearray(encode_message(_AUDIO_HEADERS, b"\x00" * 64))
-            message[-1] ^= 0xFF
+            corrupt = bytearray(encode_message(_AUDIO_HEADERS, b"\x00" * 64))
+            corrupt[-1] ^= 0xFF
             with contextlib.suppress(h2.exceptions.ProtocolError):
-                server.h2.send_data(self.id, bytes(message))
+                server.h2.send_data(self.id, bytes(corrupt))
                 server.flush()
         elif kind == "truncate":
             message = encode_message(_AUDIO_HEADERS, b"\x00" * 64)
@@ -928,7 +928,7 @@ class Emulator:
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         """Poll ``predicate`` until true; TimeoutError after ``timeout`` seconds."""
         async with asyncio.timeout(timeout):
-            while not predicate():
+            while not predicate():  # noqa: ASYNC110 - state changes in many places; polling is simplest here
                 await asyncio.sleep(0.005)
 
     @classmethod

@@ -21,12 +21,10 @@ class SentenceBuffer:
     def add(self, text: str) -> str:
         """Append ``text``; return the completed part (maybe ""), keep the rest."""
         self._text += text
-        last = None
-        for last in _BOUNDARY.finditer(self._text):
-            pass
-        if last is None:
+        boundaries = [match.end() for match in _BOUNDARY.finditer(self._text)]
+        if not boundaries:
             return ""
-        cut = last.end()
+        cut = boundaries[-1]
         ready, self._text = self._text[:cut], self._text[cut:]
         return ready
 

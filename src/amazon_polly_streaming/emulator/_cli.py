@@ -1,0 +1,116 @@
+"""Run the emulator from a shell: ``python -m amazon_polly_streaming.emulator`` or ``polly-stream emulator``.
+
+When ready it prints one JSON line on stdout (``endpoint_url``, ``ca_file``,
+``port``, ``pid``) and serves until SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from ._faults import FAULT_KINDS, PHASES, Fault
+from ._server import DEFAULT_CREDENTIALS, Emulator, EmulatorConfig
+
+__all__ = ["build_parser", "main"]
+
+
+def _credential(value: str) -> tuple[str, str]:
+    key, sep, secret = value.partition(":")
+    if not sep or not key or not secret:
+        raise argparse.ArgumentTypeError("expected ACCESS_KEY_ID:SECRET")
+    return key, secret
+
+
+def _fault(value: str) -> Fault:
+    try:
+        return Fault.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def build_parser(prog: str = "python -m amazon_polly_streaming.emulator") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "A local Amazon Polly StartSpeechSynthesisStream endpoint: HTTP/2 over TLS with its own CA, "
+            "SigV4 checks, real speech (eSpeak NG), Polly's errors and limits, and fault injection. "
+            "Prints one JSON line with endpoint_url and ca_file when ready."
+        ),
+        epilog=f"Fault kinds: {', '.join(sorted(FAULT_KINDS))}. Phases: {', '.join(PHASES)}. "
+        "A client can also choose a fault per request with {{fault:KIND@PHASE}} in its text.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
+    parser.add_argument("--cert", help="server certificate (PEM); default: generate a CA and a certificate")
+    parser.add_argument("--key", help="server private key (PEM)")
+    parser.add_argument("--ca", help="CA file to report with --cert")
+    parser.add_argument("--strict", action="store_true", help="reject every malformed HTTP/2 request")
+    parser.add_argument("--no-verify-signatures", action="store_true", help="accept any SigV4 signature")
+    parser.add_argument(
+        "--credential",
+        action="append",
+        type=_credential,
+        metavar="AKID:SECRET",
+        help="accepted key pair (repeatable; default the AWS documentation's AKIDEXAMPLE pair)",
+    )
+    parser.add_argument("--audio", choices=("speech", "tone"), default="speech", help="speech, or a cheap tone")
+    parser.add_argument("--first-audio-delay", type=float, default=0.0, metavar="S", help="time to first audio")
+    parser.add_argument("--real-time-factor", type=float, default=0.0, help="0: as fast as possible; 1: real time")
+    parser.add_argument("--idle-timeout", type=float, default=5.0, metavar="S", help="input idle limit (5)")
+    parser.add_argument("--max-stream-duration", type=float, default=600.0, metavar="S", help="stream limit (600)")
+    parser.add_argument("--max-concurrent-streams", type=int, default=100, help="HTTP/2 SETTINGS value (100)")
+    parser.add_argument("--fault", action="append", type=_fault, metavar="KIND[@PHASE]", help="for every request")
+    return parser
+
+
+async def _serve(config: EmulatorConfig) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    async with Emulator(config) as emulator:
+        line = {
+            "endpoint_url": emulator.endpoint_url,
+            "ca_file": emulator.ca_file,
+            "port": emulator.port,
+            "pid": os.getpid(),
+            "access_key_id": next(iter(config.credentials)),
+        }
+        print(json.dumps(line), flush=True)
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog or "python -m amazon_polly_streaming.emulator").parse_args(argv)
+    config = EmulatorConfig(
+        host=args.host,
+        port=args.port,
+        cert_file=args.cert,
+        key_file=args.key,
+        ca_file=args.ca,
+        strict=args.strict,
+        verify_signatures=not args.no_verify_signatures,
+        credentials=dict(args.credential) if args.credential else dict(DEFAULT_CREDENTIALS),
+        audio=args.audio,
+        first_audio_delay=args.first_audio_delay,
+        real_time_factor=args.real_time_factor,
+        idle_timeout=args.idle_timeout,
+        max_stream_duration=args.max_stream_duration,
+        max_concurrent_streams=args.max_concurrent_streams,
+        faults=args.fault or [],
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(config))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Shared test helpers: an emulator with a client pointed at it, and leak checks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from amazon_polly_streaming import PollyStreamingClient
+from amazon_polly_streaming.emulator import DEFAULT_CREDENTIALS, Emulator
+
+KEY, SECRET = next(iter(DEFAULT_CREDENTIALS.items()))
+SENTENCE = "Hello there. This is a test of the streaming client."
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def make_client(emulator: Emulator, **options: Any) -> PollyStreamingClient:
+    options.setdefault("region", "us-east-1")
+    options.setdefault("credentials", (KEY, SECRET))
+    options.setdefault("read_timeout", 5.0)
+    options.setdefault("connect_timeout", 5.0)
+    options.setdefault("verify", emulator.ca_file)
+    return PollyStreamingClient(endpoint_url=emulator.endpoint_url, **options)
+
+
+@asynccontextmanager
+async def serve(client_options: dict[str, Any] | None = None, **config: Any) -> AsyncIterator[tuple[Emulator, PollyStreamingClient]]:
+    """An emulator (strict HTTP/2 unless told otherwise) and a client; on exit, checks nothing leaked."""
+    config.setdefault("strict", True)
+    fds = open_fds()
+    tasks_before = set(asyncio.all_tasks())
+    async with Emulator(**config) as emulator:
+        client = make_client(emulator, **(client_options or {}))
+        try:
+            yield emulator, client
+        finally:
+            await client.close()
+        # The client closed its connections: the server sees them go.
+        await emulator.wait_for(lambda: emulator.open_connections == 0, 5.0)
+    await asyncio.sleep(0)
+    leftover = [t for t in asyncio.all_tasks() - tasks_before if not t.done()]
+    assert not leftover, f"tasks outlived close(): {leftover}"
+    assert open_fds() <= fds, "sockets or files outlived close()"
+
+
+async def collect(client: PollyStreamingClient, text: Any = SENTENCE, **options: Any) -> bytes:
+    options.setdefault("voice_id", "Matthew")
+    options.setdefault("output_format", "pcm")
+    options.setdefault("sample_rate", "16000")
+    out = bytearray()
+    async for chunk in client.start_speech_synthesis_stream(text=text, **options):
+        out += chunk
+    return bytes(out)
