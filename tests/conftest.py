@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["pytester"]
+
 DEFAULT_ASYNC_TIMEOUT = 60.0
 
 

@@ -277,7 +277,7 @@ async def _say(args: argparse.Namespace) -> int:
         progress.finish()
         output.commit()
         if not args.quiet:
-            where = path if path is not None else "stdout"
+            where = os.path.abspath(path) if path is not None else "stdout"
             print(f"wrote {where}: {progress.line()}", file=sys.stderr)
 
     if args.local:

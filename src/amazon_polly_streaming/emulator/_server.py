@@ -82,6 +82,9 @@ class EmulatorConfig:
     max_concurrent_streams: int = 100
     max_active_streams: int | None = None
     record_audio: bool = False
+    #: False: never hand flow-control window back for request data, so a
+    #: client's text backs up (tests of its bounded send queue).
+    ack_input: bool = True
     faults: list[Fault] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -209,7 +212,7 @@ class _Server(asyncio.Protocol):
             return
         for event in events:
             if isinstance(event, h2.events.DataReceived):
-                if event.flow_controlled_length:
+                if event.flow_controlled_length and self.config.ack_input:
                     self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                 handler = self.streams.get(event.stream_id)
                 if handler is not None:
@@ -599,6 +602,9 @@ class _StreamHandler:
                             return
                         if await self._phase("after_close"):
                             return
+                        if self._late_input():
+                            await self._invalid("Event received after CloseStreamEvent")
+                            return
                         await self._close_stream()
                         return
                     elif kind == "end":
@@ -612,6 +618,14 @@ class _StreamHandler:
             await self._quota("input-stream-timeout", "Maximum stream duration exceeded")
         except ConnectionError:
             self.record.finish("connection-lost")
+
+    def _late_input(self) -> bool:
+        """Events that arrived after CloseStreamEvent (the final empty envelope aside)."""
+        while not self.inbox.empty():
+            kind, _ = self.inbox.get_nowait()
+            if kind != "end":
+                return True
+        return False
 
     async def _on_text(self, body: dict[str, Any], buffer: SentenceBuffer) -> bool:
         """Handle one TextEvent; True when the stream is over."""
