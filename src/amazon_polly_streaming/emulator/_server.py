@@ -671,8 +671,11 @@ class _StreamHandler:
             from ._audio import tone_pcm
 
             if self.audio_budget is not None:
-                budget, self.audio_budget = self.audio_budget, None
+                # The whole response is exactly the budget: it all goes now.
+                budget, self.audio_budget = self.audio_budget, 0
                 samples = budget if params["format"] in ("mulaw", "alaw") else budget // 2
+                if not samples:
+                    return False
             else:
                 samples = int(billed_characters(text, ssml=ssml) * _TONE_SECONDS_PER_CHAR * rate)
             pcm = tone_pcm(samples, rate)
