@@ -32,7 +32,7 @@ class RawResponse:
 def signed_headers(
     emulator: Emulator,
     *,
-    secret: str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    secret: str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",  # noqa: S107 - AWS's documented example key
     when: float | None = None,
     **params: object,
 ) -> tuple[list[tuple[bytes, bytes]], object]:

@@ -29,7 +29,9 @@ def make_client(emulator: Emulator, **options: Any) -> PollyStreamingClient:
 
 
 @asynccontextmanager
-async def serve(client_options: dict[str, Any] | None = None, **config: Any) -> AsyncIterator[tuple[Emulator, PollyStreamingClient]]:
+async def serve(
+    client_options: dict[str, Any] | None = None, **config: Any
+) -> AsyncIterator[tuple[Emulator, PollyStreamingClient]]:
     """An emulator (strict HTTP/2 unless told otherwise) and a client; on exit, checks nothing leaked."""
     config.setdefault("strict", True)
     fds = open_fds()

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import KEY, SECRET
 
 from amazon_polly_streaming.emulator import Emulator, EmulatorThread
+from support import KEY, SECRET
 
 pytestmark = pytest.mark.timeout(60)
 soundfile = pytest.importorskip("soundfile")
@@ -146,7 +146,7 @@ def test_exit_codes_and_one_line_errors(emulator: EmulatorThread, tmp_path: Path
     assert transport.returncode == 5
 
 
-class socket_port_closed:  # noqa: N801 - used as a context manager
+class socket_port_closed:
     def __enter__(self) -> str:
         import socket
 
@@ -176,7 +176,12 @@ def test_voices(emulator: EmulatorThread) -> None:
     assert "Matthew" in names
     assert "Lea" not in names
     as_json = json.loads(run(["voices", "--json"], None).stdout)
-    assert {"VoiceId": "Kajal", "LanguageCode": "en-IN", "Gender": "Female", "AdditionalLanguageCodes": ["hi-IN"]} in as_json
+    assert {
+        "VoiceId": "Kajal",
+        "LanguageCode": "en-IN",
+        "Gender": "Female",
+        "AdditionalLanguageCodes": ["hi-IN"],
+    } in as_json
 
 
 @pytest.mark.parametrize("args", [["--help"], ["say", "--help"], ["voices", "--help"], ["emulator", "--help"]])

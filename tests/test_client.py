@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import KEY, SECRET, SENTENCE, collect, make_client, serve
 
 from amazon_polly_streaming import PollyStreamingClient
 from amazon_polly_streaming.emulator import Emulator, Fault
@@ -33,6 +32,7 @@ from amazon_polly_streaming.exceptions import (
     TransportError,
     ValidationException,
 )
+from support import KEY, SECRET, SENTENCE, collect, make_client, serve
 
 pytestmark = pytest.mark.timeout(60)
 CANCEL = 8
@@ -40,7 +40,9 @@ CANCEL = 8
 # ------------------------------------------------------------------ happy path
 
 
-@pytest.mark.parametrize(("fmt", "rate"), [("pcm", "16000"), ("mp3", "24000"), ("ogg_vorbis", "22050"), ("mulaw", "8000")])
+@pytest.mark.parametrize(
+    ("fmt", "rate"), [("pcm", "16000"), ("mp3", "24000"), ("ogg_vorbis", "22050"), ("mulaw", "8000")]
+)
 async def test_audio_arrives_whole_and_in_order(fmt: str, rate: str) -> None:
     async with serve(record_audio=True) as (emulator, client):
         audio = await collect(client, output_format=fmt, sample_rate=rate)
@@ -93,11 +95,13 @@ async def test_session_reports_request_id_billing_and_timings() -> None:
 async def test_events_view() -> None:
     from amazon_polly_streaming.events import AudioEvent, StreamClosedEvent
 
-    async with serve(audio="tone") as (_, client):
-        async with client.open_stream(voice_id="Matthew", output_format="pcm", sample_rate="16000") as stream:
-            await stream.send("Hello.")
-            await stream.close_input()
-            events = [event async for event in stream.events()]
+    async with (
+        serve(audio="tone") as (_, client),
+        client.open_stream(voice_id="Matthew", output_format="pcm", sample_rate="16000") as stream,
+    ):
+        await stream.send("Hello.")
+        await stream.close_input()
+        events = [event async for event in stream.events()]
     assert isinstance(events[0], AudioEvent)
     assert events[-1] == StreamClosedEvent(len("Hello."))
 
@@ -240,7 +244,7 @@ async def test_unmodeled_http_errors_are_runtime_errors() -> None:
 
 
 async def test_wrong_secret_and_unknown_key_are_refused() -> None:
-    async with serve(audio="tone") as (emulator, client):
+    async with serve(audio="tone") as (emulator, _):
         bad = make_client(emulator, credentials=(KEY, "not-the-secret"))
         unknown = make_client(emulator, credentials=("AKIDUNKNOWN", SECRET))
         try:
@@ -410,7 +414,11 @@ async def test_tls_failures_are_clear_transport_errors(tmp_path: Path) -> None:
     expired = make_certificates(tmp_path / "expired", expired=True)
     cases: list[tuple[dict[str, Any], dict[str, Any], str]] = [
         ({}, {"verify": other.ca_file}, "certificate verify failed"),
-        ({"cert_file": wrong_host.cert_file, "key_file": wrong_host.key_file, "ca_file": wrong_host.ca_file}, {}, "match"),
+        (
+            {"cert_file": wrong_host.cert_file, "key_file": wrong_host.key_file, "ca_file": wrong_host.ca_file},
+            {},
+            "match",
+        ),
         ({"cert_file": expired.cert_file, "key_file": expired.key_file, "ca_file": expired.ca_file}, {}, "expired"),
         ({"alpn": ("http/1.1",)}, {}, "HTTP/2"),
     ]

@@ -13,13 +13,13 @@ import time
 from typing import Any
 
 import pytest
-from raw_h2 import raw_request, signed_headers, text_body
-from support import KEY, SECRET, collect, make_client, serve
 
 from amazon_polly_streaming import PollyStreamingClient
 from amazon_polly_streaming._event_signer import EventSigner
 from amazon_polly_streaming.emulator import Emulator
 from amazon_polly_streaming.exceptions import ServiceQuotaExceededException, ThrottlingException, ValidationException
+from raw_h2 import raw_request, signed_headers, text_body
+from support import KEY, SECRET, collect, make_client, serve
 
 pytestmark = pytest.mark.timeout(60)
 PROTOCOL_ERROR = 1
@@ -56,7 +56,9 @@ async def test_path_method_and_content_type() -> None:
         # switch signature checks off to reach the content-type check.
     async with Emulator(verify_signatures=False) as emulator:
         headers, signer = signed_headers(emulator)
-        response = await raw_request(emulator, _replace(headers, b"content-type", b"application/json"), text_body(signer))
+        response = await raw_request(
+            emulator, _replace(headers, b"content-type", b"application/json"), text_body(signer)
+        )
         assert _error(response)[:2] == (400, "ValidationException")
         assert response.headers[b"x-amzn-requestid"]
 

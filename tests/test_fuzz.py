@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from amazon_polly_streaming._event_signer import EventSigner, chunk_signature, date_header
 from amazon_polly_streaming._eventstream import (
     EventStreamDecoder,
+    HeaderValue,
     Int8,
     Int16,
     Int64,
@@ -108,9 +109,10 @@ def test_hostile_lengths_with_valid_prelude_crc(total: int, headers_length: int)
 def test_mutated_frames_fuzz() -> None:
     """Flip, drop, duplicate and splice bytes of valid frames; count outcomes."""
     rng = random.Random(FUZZ_SEED)
+    typed: dict[str, HeaderValue] = {":message-type": "exception", "n": Int64(7), "t": Timestamp(1)}
     base = [
         encode_message(encode_headers({":message-type": "event", ":event-type": "AudioEvent"}), bytes(range(200))),
-        encode_message(encode_headers({":message-type": "exception", "n": Int64(7), "t": Timestamp(1)}), b"{}"),
+        encode_message(encode_headers(typed), b"{}"),
         encode_message(b"", b""),
     ]
     outcomes = {"decoded": 0, "rejected": 0, "incomplete": 0}

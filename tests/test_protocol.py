@@ -149,7 +149,7 @@ def test_end_without_stream_closed_is_an_error() -> None:
 )
 def test_exception_events_map_to_types(name: str, cls: type[ServiceException]) -> None:
     parser = _ok_parser()
-    body = {
+    body: dict[str, object] = {
         "Message": "nope",
         "reason": "fieldValidationFailed",
         "fields": [{"name": "Text", "message": "bad"}],

@@ -7,12 +7,12 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from support import SENTENCE, collect, serve
 
 from amazon_polly_streaming import RetryPolicy
 from amazon_polly_streaming._connection import STREAM_WINDOW
 from amazon_polly_streaming.emulator import Fault
-from amazon_polly_streaming.exceptions import ReadTimeoutError, ThrottlingException
+from amazon_polly_streaming.exceptions import ReadTimeoutError, ServiceFailureException, ThrottlingException
+from support import SENTENCE, collect, serve
 
 pytestmark = pytest.mark.timeout(90)
 CANCEL = 8
@@ -173,12 +173,16 @@ async def test_retries_before_audio_never_duplicate_it() -> None:
         emulator.inject(Fault("service_failure", "after_first_audio"))
         before = len(emulator.requests)
         received = bytearray()
-        with pytest.raises(Exception, match="internal error") as info:
+
+        async def consume() -> None:
             async for chunk in client.start_speech_synthesis_stream(
                 text=SENTENCE, voice_id="Matthew", output_format="pcm", sample_rate="16000"
             ):
-                received += chunk
-        assert info.value.audio_delivered  # type: ignore[attr-defined]
+                received.extend(chunk)
+
+        with pytest.raises(ServiceFailureException, match="internal error") as info:
+            await consume()
+        assert info.value.audio_delivered
         assert len(emulator.requests) == before + 1
         assert bytes(received) == bytes(emulator.requests[-1].audio or b"")
 

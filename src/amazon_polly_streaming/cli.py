@@ -120,6 +120,7 @@ class _Output:
         self.size = 0
         self._temp: str | None = None
         self._file: BinaryIO
+        self.shown = os.path.abspath(path) if path is not None else "stdout"
         if path is None:
             self._file = sys.stdout.buffer
         else:
@@ -214,6 +215,13 @@ async def _stdin_lines() -> AsyncIterator[str]:
             yield line
 
 
+def _output_path(output: str | None, fmt: str) -> str | None:
+    """The file to write, or None for stdout (``-o -``, or a pipe without ``-o``)."""
+    if output == "-" or (output is None and not sys.stdout.isatty()):
+        return None
+    return output or f"speech.{_EXTENSIONS.get(fmt, fmt)}"
+
+
 async def _say(args: argparse.Namespace) -> int:
     from .client import PollyStreamingClient
 
@@ -224,11 +232,7 @@ async def _say(args: argparse.Namespace) -> int:
         raise _Usage("nothing to say: give TEXT, or '-' to read stdin")
     text: str | AsyncIterator[str] = _stdin_lines() if from_stdin else " ".join(args.text)
 
-    path: str | None
-    if args.output == "-" or (args.output is None and not sys.stdout.isatty()):
-        path = None
-    else:
-        path = args.output or f"speech.{_EXTENSIONS.get(fmt, fmt)}"
+    path = _output_path(args.output, fmt)
     request_format = "pcm" if fmt == "wav" else fmt
     client_options: dict[str, object] = {
         "read_timeout": args.read_timeout,
@@ -277,7 +281,7 @@ async def _say(args: argparse.Namespace) -> int:
         progress.finish()
         output.commit()
         if not args.quiet:
-            where = os.path.abspath(path) if path is not None else "stdout"
+            where = output.shown
             print(f"wrote {where}: {progress.line()}", file=sys.stderr)
 
     if args.local:

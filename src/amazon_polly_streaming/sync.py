@@ -12,7 +12,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Generator, Iterable
     from typing import Any
 
 __all__ = ["iter_synthesize", "synthesize"]
@@ -56,7 +56,7 @@ def _refuse_inside_loop(name: str) -> None:
     )
 
 
-def iter_synthesize(text: str | Iterable[str], voice_id: str, **options: Any) -> Iterator[bytes]:
+def iter_synthesize(text: str | Iterable[str], voice_id: str, **options: Any) -> Generator[bytes, None, None]:
     """Yield audio chunks as they arrive, blocking between them.
 
     ``options`` are any of ``PollyStreamingClient``'s and
