@@ -190,7 +190,7 @@ class ParsedAuthorization(NamedTuple):
 
 _AUTH = re.compile(
     r"^AWS4-HMAC-SHA256\s+Credential=(?P<akid>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[^/,\s]+)/"
-    r"(?P<service>[^/,\s]+)/aws4_request\s*,\s*SignedHeaders=(?P<signed>[a-z0-9;\-]+)\s*,\s*"
+    r"(?P<service>[^/,\s]+)/aws4_request\s*,\s*SignedHeaders=(?P<signed>[a-z0-9;:\-]+)\s*,\s*"
     r"Signature=(?P<sig>[0-9a-f]{64})\s*$",
 )
 

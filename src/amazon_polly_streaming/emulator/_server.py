@@ -325,6 +325,9 @@ class _Server(asyncio.Protocol):
         record.authority = authority
         if authority is not None and not any(name == "host" for name, _ in headers):
             headers.append(("host", authority))
+        # Some clients (the 1.1.0 release) also sign pseudo-headers; the
+        # service accepts that, so they take part in verification when signed.
+        headers.extend((name.decode("latin-1"), values[0].decode("latin-1")) for name, values in pseudo.items())
         fault = emulator._fault_for_request()
         handler = _StreamHandler(self, stream_id, record, fault)
         try:
