@@ -40,6 +40,15 @@ __all__ = ["Connection", "Stream", "open_connection"]
 
 logger = logging.getLogger("amazon_polly_streaming")
 
+
+def _no_header_block_dumps(record: logging.LogRecord) -> bool:
+    # hpack logs every encoded header block at DEBUG; ours carry the request
+    # signature and session token (Huffman-coded, not hidden). Drop just those.
+    return not str(record.msg).startswith("Encoded header block")
+
+
+logging.getLogger("hpack.hpack").addFilter(_no_header_block_dumps)
+
 #: Receive window per stream. Audio beyond it waits in the server until the
 #: consumer reads: a slow reader slows the stream instead of growing memory.
 STREAM_WINDOW = 1024 * 1024
@@ -108,12 +117,14 @@ class Stream:
             await self._wait(timeout, strict=True)
         return self.headers
 
-    async def read(self, timeout: float, *, strict: bool) -> bytes | None:
+    async def read(self, timeout: float, *, strict: Callable[[], bool]) -> bytes | None:
         """The next DATA payload, or None once the server ended the stream.
 
-        With ``strict`` the server owes us data and ``timeout`` of silence is a
-        ``ReadTimeoutError``; otherwise silence is legitimate (the server is
-        waiting for more text) and the connection is only probed with PING.
+        While ``strict()`` the server owes us data and ``timeout`` of silence
+        is a ``ReadTimeoutError``; otherwise silence is legitimate (the server
+        is waiting for more text) and the connection is only probed with PING.
+        The writer calls :meth:`nudge` when that changes, so a wait started
+        in one mode does not outlive it.
         """
         inbox = self._inbox
         while not inbox:
@@ -121,7 +132,7 @@ class Stream:
                 raise self._error
             if self.remote_ended:
                 return None
-            await self._wait(timeout, strict=strict)
+            await self._wait(timeout, strict=strict())
         data, flow = inbox.popleft()
         if flow:
             self._conn.acknowledge(self.id, flow)
@@ -158,6 +169,10 @@ class Stream:
                     timer.cancel()
         finally:
             self._waiter = None
+
+    def nudge(self) -> None:
+        """Make a waiting reader re-check its conditions (e.g. the input just closed)."""
+        self._wake()
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -19,6 +19,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from hpack import NeverIndexedHeaderTuple
+
 from . import __version__
 from ._connection import Connection, Stream, open_connection
 from ._pool import Pool
@@ -86,6 +88,21 @@ def _proxy_for(host: str, explicit: str | None) -> tuple[str, int, bytes | None]
     if parts.username is not None:
         auth = b"Basic " + b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode())
     return parts.hostname, parts.port or 8080, auth
+
+
+_SENSITIVE = frozenset({"authorization", "x-amz-security-token"})
+
+
+def _http2_header(name: str, value: str) -> tuple[bytes, bytes]:
+    # Credentials are sent "never indexed" (RFC 7541 7.1.3): kept out of the
+    # HPACK tables of every hop, and redacted by hpack's own debug logging.
+    if name in _SENSITIVE:
+        return NeverIndexedHeaderTuple(name.encode(), value.encode())
+    return name.encode(), value.encode()
+
+
+def _always() -> bool:
+    return True
 
 
 class Runtime:
@@ -255,7 +272,7 @@ class SpeechStream:
             user_agent=USER_AGENT,
         )
         try:
-            self._stream = conn.open_stream([(name.encode(), value.encode()) for name, value in headers])
+            self._stream = conn.open_stream([_http2_header(name, value) for name, value in headers])
         except BaseException:
             self._release()
             raise
@@ -305,6 +322,13 @@ class SpeechStream:
             self._input_closed = True
             self._cancel_keepalive()
             self._queue(CLOSE_STREAM_EVENT, end=True)
+            assert self._stream is not None
+            self._stream.nudge()  # from now on the server owes us the rest
+
+    def _owed_data(self) -> bool:
+        # With the input closed, the server owes us the rest of the audio;
+        # before, silence may just mean it waits for more text.
+        return self._input_closed
 
     async def send(self, text: str, *, flush: bool = False, text_type: str | None = None) -> None:
         """Send ``text`` as a TextEvent now (split at 6,000 characters).
@@ -383,7 +407,7 @@ class SpeechStream:
                     await self._read_error_body(stream, parser)
                     raise parser.error()
             while True:
-                data = await stream.read(self._read_timeout, strict=self._input_closed)
+                data = await stream.read(self._read_timeout, strict=self._owed_data)
                 if data is None:
                     parser.receive_end()
                     self._finish()
@@ -403,7 +427,7 @@ class SpeechStream:
         grace = min(self._read_timeout, _ERROR_BODY_GRACE)
         while not parser.error_body_complete:
             try:
-                data = await stream.read(grace, strict=True)
+                data = await stream.read(grace, strict=_always)
             except ReadTimeoutError:
                 return
             if data is None:

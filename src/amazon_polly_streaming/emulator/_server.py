@@ -53,6 +53,8 @@ _AUDIO_HEADERS = encode_headers(
 _CLOSED_HEADERS = encode_headers(
     ((":message-type", "event"), (":event-type", "StreamClosedEvent"), (":content-type", "application/json"))
 )
+#: How long the response headers wait for the client's first event.
+_FIRST_EVENT_WAIT = 0.05
 #: Seconds of tone audio per billed character in tone mode.
 _TONE_SECONDS_PER_CHAR = 0.06
 _PSEUDO = (b":method", b":scheme", b":path", b":authority")
@@ -369,6 +371,7 @@ class _StreamHandler:
         self.audio_seconds = 0.0
         self.sent_audio = False
         self.params: dict[str, str] = {}
+        self.audio_budget: int | None = None
         if fault is not None:
             record.fault = str(fault)
 
@@ -414,13 +417,6 @@ class _StreamHandler:
                     "throttlingReasons": [{"reason": "ConcurrentStreamsExceeded", "resource": "synthesisStream"}],
                 },
             )
-        fault = self.fault
-        if fault is not None and fault.phase == "before_headers":
-            if fault.kind in _BEFORE_HEADER_KINDS:
-                self._strike_before_headers(fault)
-                return
-            # Faults that need a response in progress strike right after its headers.
-            self.fault = Fault(fault.kind, "after_headers", fault.params)
         self._start()
 
     def _check_parameters(self, values: dict[str, str]) -> None:
@@ -472,19 +468,21 @@ class _StreamHandler:
             server.respond_error(self.id, refusal, record.request_id, end=kind == "http_error")
             if kind == "http_error_rst":
                 server.reset(self.id, h2.errors.ErrorCodes.INTERNAL_ERROR)
-        elif kind == "never_answer":
-            # Keep the stream registered so client resets are recorded.
-            server.streams[self.id] = self
         elif kind == "refuse_stream":
             server.reset(self.id, h2.errors.ErrorCodes.REFUSED_STREAM)
-        elif kind == "stall":
-            server.streams[self.id] = self
-        else:
+        elif kind not in ("never_answer", "stall"):
             self._strike_on_stream(fault)
 
     # ------------------------------------------------------------ the stream
 
     def _start(self) -> None:
+        self.server.streams[self.id] = self
+        self.emulator.active_streams += 1
+        self.task = asyncio.get_running_loop().create_task(self._run())
+        self.emulator._tasks.add(self.task)
+        self.task.add_done_callback(self._done)
+
+    def _send_headers(self) -> None:
         server, record = self.server, self.record
         record.status = 200
         server.h2.send_headers(
@@ -496,11 +494,6 @@ class _StreamHandler:
             ],
         )
         server.flush()
-        server.streams[self.id] = self
-        self.emulator.active_streams += 1
-        self.task = asyncio.get_running_loop().create_task(self._run())
-        self.emulator._tasks.add(self.task)
-        self.task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         emulator, server = self.emulator, self.server
@@ -574,15 +567,29 @@ class _StreamHandler:
         from ._audio import StreamEncoder
 
         self.encoder = StreamEncoder(self.params["format"], int(self.params["rate"]))
-        self.audio_budget: int | None = None
         try:
             async with asyncio.timeout_at(stream_deadline):
+                # The response headers wait for the first event (briefly: a client
+                # may wait for them before it sends), so that a fault chosen by a
+                # directive in the text can still replace them.
+                first = await self._next(loop.time() + _FIRST_EVENT_WAIT)
+                if first[0] == "text":
+                    if not self._apply_directives(first[1]):
+                        self._send_headers()
+                        await self._invalid("Invalid emulator directive")
+                        return
+                    self.first_text = False
+                if await self._before_headers():
+                    return
+                self._send_headers()
                 if await self._phase("after_headers"):
                     return
                 last_input = loop.time()
+                pending: tuple[str, Any] | None = None if first[0] == "idle" else first
                 while True:
                     idle_deadline = None if self.input_closed else last_input + config.idle_timeout
-                    kind, value = await self._next(idle_deadline)
+                    kind, value = pending or await self._next(idle_deadline)
+                    pending = None
                     if kind == "idle":
                         await self._quota("input-stream-inbound-event-timeout", "Input stream idle timeout exceeded")
                         return
@@ -622,6 +629,36 @@ class _StreamHandler:
         except ConnectionError:
             self.record.finish("connection-lost")
 
+    def _apply_directives(self, body: dict[str, Any]) -> bool:
+        """Take ``{{fault:...}}`` / ``{{audio_bytes:N}}`` out of the first text; False if invalid."""
+        text: str = body["Text"]
+        if "{{" not in text:
+            return True
+        try:
+            directives = parse_directives(text)
+        except ValueError:
+            return False
+        body["Text"] = directives.text
+        if directives.fault is not None:
+            self.fault = directives.fault
+            self.record.fault = str(directives.fault)
+        self.audio_budget = directives.audio_bytes
+        return True
+
+    async def _before_headers(self) -> bool:
+        """Strike a fault that replaces the response headers; True when the stream is over."""
+        fault = self.fault
+        if fault is None or fault.phase != "before_headers":
+            return False
+        if fault.kind not in _BEFORE_HEADER_KINDS:
+            # Faults that need a response in progress strike right after its headers.
+            self.fault = Fault(fault.kind, "after_headers", fault.params)
+            return False
+        self._strike_before_headers(fault)
+        if fault.kind in ("never_answer", "stall"):
+            await asyncio.Event().wait()  # until the client resets or the emulator stops
+        return True
+
     def _late_input(self) -> bool:
         """Events that arrived after CloseStreamEvent (the final empty envelope aside)."""
         while not self.inbox.empty():
@@ -635,22 +672,19 @@ class _StreamHandler:
         text: str = body["Text"]
         ssml = body.get("TextType") == "ssml"
         flush = bool((body.get("FlushStreamConfiguration") or {}).get("Force"))
-        if self.first_text and "{{" in text:
-            try:
-                directives = parse_directives(text)
-            except ValueError as exc:
-                await self._invalid(f"Invalid emulator directive: {exc}")
-                return True
-            text = directives.text
-            if directives.fault is not None:
-                self.fault = directives.fault
-                self.record.fault = str(directives.fault)
-            self.audio_budget = directives.audio_bytes
-        self.record.texts.append({"text": text, "ssml": ssml, "flush": flush})
         first, self.first_text = self.first_text, False
-        if first and self.fault is not None and self.fault.phase in ("before_headers", "after_headers"):
-            # Chosen by a directive once the headers were out: strike now.
-            return await self._phase(self.fault.phase)
+        if first and "{{" in text:
+            # The first text came after the headers: its directive strikes now,
+            # a header-level fault as its nearest in-stream equivalent.
+            if not self._apply_directives(body):
+                await self._invalid("Invalid emulator directive")
+                return True
+            text = body["Text"]
+            fault = self.fault
+            if fault is not None and fault.phase in ("before_headers", "after_headers"):
+                self.record.texts.append({"text": text, "ssml": ssml, "flush": flush})
+                return await self._phase(fault.phase)
+        self.record.texts.append({"text": text, "ssml": ssml, "flush": flush})
         keepalive = not ssml and not text.strip()
         if not keepalive:
             self.record.billed_characters += billed_characters(text, ssml=ssml)

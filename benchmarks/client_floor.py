@@ -1,0 +1,131 @@
+"""The floor: the least a correct Python client must do, with h2 on asyncio + ssl.
+
+It replays requests that the harness signed once beforehand (headers and the
+signed event envelopes), so it pays for nothing but TLS, HTTP/2 framing and
+checking the event-stream CRCs of the response. One connection per
+concurrent stream, reused, as a pooled client would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import ssl
+import struct
+import zlib
+from collections.abc import AsyncIterator
+
+import h2.config
+import h2.connection
+import h2.events
+from workloads import main
+
+_PRELUDE = struct.Struct(">III")
+
+
+class _Conn(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None, validate_outbound_headers=False)
+        )
+        self.transport: asyncio.Transport | None = None
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.stream_id = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.h2.initiate_connection()
+        self.h2.increment_flow_control_window(2**24)
+        transport.write(self.h2.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        for event in self.h2.receive_data(data):
+            if isinstance(event, h2.events.DataReceived):
+                self.queue.put_nowait(event.data)
+                self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
+                self.queue.put_nowait(None)
+        assert self.transport is not None
+        self.transport.write(self.h2.data_to_send())
+
+    def request(self, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.stream_id = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(self.stream_id, headers)
+        self.h2.send_data(self.stream_id, body, end_stream=True)
+        assert self.transport is not None
+        self.transport.write(self.h2.data_to_send())
+
+
+def _audio(buffer: bytearray) -> list[bytes]:
+    """Whole messages off the front of ``buffer``: AudioEvent payloads, CRCs checked."""
+    out = []
+    pos = 0
+    while len(buffer) - pos >= 12:
+        total, headers_length, prelude_crc = _PRELUDE.unpack_from(buffer, pos)
+        if len(buffer) - pos < total:
+            break
+        end = pos + total
+        view = memoryview(buffer)
+        if zlib.crc32(view[pos : pos + 8]) != prelude_crc or zlib.crc32(view[pos : end - 4]) != int.from_bytes(
+            buffer[end - 4 : end], "big"
+        ):
+            raise ValueError("checksum mismatch")
+        if buffer.find(b"AudioEvent", pos + 12, pos + 12 + headers_length) >= 0:
+            out.append(bytes(view[pos + 12 + headers_length : end - 4]))
+        view.release()
+        pos = end
+    del buffer[:pos]
+    return out
+
+
+def _load(path: str) -> dict[str, tuple[list[tuple[bytes, bytes]], bytes]]:
+    with open(path) as file:
+        return {
+            text: ([(n.encode(), v.encode()) for n, v in request["headers"]], bytes.fromhex(request["body"]))
+            for text, request in json.load(file).items()
+        }
+
+
+class Floor:
+    def __init__(self) -> None:
+        self.idle: list[_Conn] = []
+        self.requests: dict[str, tuple[list[tuple[bytes, bytes]], bytes]] = {}
+
+    async def start(self, args: argparse.Namespace) -> None:
+        self.requests = _load(args.presigned)
+        host, _, port = args.endpoint.removeprefix("https://").partition(":")
+        self.address = (host, int(port))
+        self.context = ssl.create_default_context(cafile=args.ca)
+        self.context.set_alpn_protocols(["h2"])
+
+    async def _lease(self) -> _Conn:
+        if self.idle:
+            return self.idle.pop()
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(_Conn, *self.address, ssl=self.context)
+        return conn
+
+    async def stream(self, text: str, args: argparse.Namespace) -> AsyncIterator[bytes]:
+        conn = await self._lease()
+        headers, body = self.requests[text]
+        conn.request(headers, body)
+        buffer = bytearray()
+        while True:
+            data = await conn.queue.get()
+            if data is None:
+                break
+            buffer += data
+            for chunk in _audio(buffer):
+                yield chunk
+        self.idle.append(conn)
+
+    async def close(self) -> None:
+        for conn in self.idle:
+            if conn.transport is not None:
+                conn.transport.close()
+
+
+if __name__ == "__main__":
+    main(Floor())

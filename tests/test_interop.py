@@ -1,0 +1,88 @@
+"""Clients we did not write, against the emulator in its default mode with signature checks on.
+
+The 1.1.0 release of amazon-polly-streaming and AWS's aws-sdk-polly[awscrt]
+each run in their own Python 3.12+ virtualenv (created on first use, cached in
+.bench-venvs/), through the benchmark's drivers. Without a Python 3.12+ on the
+machine these tests skip, saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from amazon_polly_streaming.emulator import Emulator, EmulatorThread
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+from peers import PEERS, Peer, ensure_venv, find_python  # noqa: E402
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+def peer_python() -> str:
+    python = find_python()
+    if python is None:
+        pytest.skip("interop needs a Python 3.12+ for the peer clients (none found; set POLLY_PEER_PYTHON)")
+    return python
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorThread]:
+    with Emulator.start_in_thread(record_audio=True) as running:
+        yield running
+
+
+def _synth(interpreter: Path, peer: Peer, emulator: EmulatorThread, **options: Any) -> dict[str, Any]:
+    args = [str(interpreter), str(BENCHMARKS / peer.driver), "--mode", "synth", "--timeout", "20"]
+    args += ["--endpoint", emulator.endpoint_url, "--ca", emulator.ca_file]
+    for name, value in options.items():
+        args += [f"--{name}", str(value)]
+    env = dict(os.environ, PYTHONPATH=str(BENCHMARKS))
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env, check=False)
+    if out.returncode != 0:
+        # A client that hangs is stopped by the driver's own timeout.
+        return {"bytes": None, "error": {"type": "DriverFailed", "message": out.stderr.strip()[-300:]}}
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.parametrize("peer", PEERS, ids=lambda p: p.name)
+@pytest.mark.parametrize(("fmt", "rate"), [("mp3", "24000"), ("ogg_vorbis", "24000"), ("pcm", "16000")])
+def test_peer_synthesizes_each_format(
+    peer: Peer, fmt: str, rate: str, peer_python: str, emulator: EmulatorThread
+) -> None:
+    interpreter = ensure_venv(peer, peer_python)
+    result = _synth(interpreter, peer, emulator, format=fmt, rate=rate, text="Interoperability works.")
+    assert result["error"] is None, result
+    record = emulator.emulator.requests[-1]
+    assert record.outcome == "ok"
+    assert record.access_key_id == "AKIDEXAMPLE"
+    assert result["bytes"] == record.audio_bytes > 0  # every byte the emulator sent arrived
+
+
+@pytest.mark.parametrize("peer", PEERS, ids=lambda p: p.name)
+def test_peer_with_a_wrong_secret_is_rejected(peer: Peer, peer_python: str, emulator: EmulatorThread) -> None:
+    interpreter = ensure_venv(peer, peer_python)
+    result = _synth(interpreter, peer, emulator, secret="not-the-secret-key")
+    record = emulator.emulator.requests[-1]
+    assert (record.status, record.outcome) == (403, "error:InvalidSignatureException")
+    assert result["bytes"] is None  # the client did not report success
+
+
+@pytest.mark.parametrize("peer", PEERS, ids=lambda p: p.name)
+def test_peer_gets_exception_events_as_modeled_errors(peer: Peer, peer_python: str, emulator: EmulatorThread) -> None:
+    interpreter = ensure_venv(peer, peer_python)
+    result = _synth(interpreter, peer, emulator, text="{{fault:throttling@after_headers}} Hello.")
+    assert emulator.emulator.requests[-1].outcome == "fault:throttling"
+    assert result["error"] is not None
+    assert "ThrottlingException" in result["error"]["bases"], result
