@@ -249,22 +249,20 @@ async def test_ssml_and_billing() -> None:
 # ------------------------------------------------------------------ limits
 
 
-async def test_input_idle_timeout() -> None:
-    async with serve({"keepalive_interval": None}, idle_timeout=0.5, audio="tone") as (_, client):
+@pytest.mark.parametrize(
+    ("config", "quota_code"),
+    [
+        ({"idle_timeout": 0.5}, "input-stream-inbound-event-timeout"),
+        ({"max_stream_duration": 0.5}, "input-stream-timeout"),
+    ],
+)
+async def test_service_limits(config: dict[str, float], quota_code: str) -> None:
+    async with serve({"keepalive_interval": None}, audio="tone", **config) as (_, client):
         async with client.open_stream(voice_id="Matthew", output_format="pcm", sample_rate="16000") as stream:
             await stream.send("Hello.")
             with pytest.raises(ServiceQuotaExceededException) as info:
                 _ = [c async for c in stream]
-        assert info.value.quota_code == "input-stream-inbound-event-timeout"
-
-
-async def test_stream_duration_limit() -> None:
-    async with serve(max_stream_duration=0.5, audio="tone") as (_, client):
-        async with client.open_stream(voice_id="Matthew", output_format="pcm", sample_rate="16000") as stream:
-            await stream.send("Hello.")
-            with pytest.raises(ServiceQuotaExceededException) as info:
-                _ = [c async for c in stream]
-        assert info.value.quota_code == "input-stream-timeout"
+        assert info.value.quota_code == quota_code
 
 
 async def test_service_wide_stream_cap_throttles() -> None:

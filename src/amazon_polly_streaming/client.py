@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any, TypeAlias
 
+    from ._protocol import SynthesisParams
     from ._session import Runtime, SpeechStream
     from .credentials import CredentialsSource
     from .retries import RetryPolicy
@@ -206,17 +207,7 @@ class PollyStreamingClient:
         else raises. Breaking out, ``aclose()`` or cancelling resets the
         HTTP/2 stream and returns the connection to the pool.
         """
-        from ._protocol import synthesis_params
-
-        params = synthesis_params(
-            voice_id=voice_id,
-            engine=engine,
-            language_code=language_code,
-            output_format=output_format,
-            sample_rate=sample_rate,
-            lexicon_names=lexicon_names,
-        )
-        _check_text_type(text_type)
+        params = _stream_params(voice_id, engine, language_code, output_format, sample_rate, lexicon_names, text_type)
         if not isinstance(text, str) and not (hasattr(text, "__aiter__") or hasattr(text, "__iter__")):
             raise TypeError(f"text must be a str or an (async) iterable of str, not {type(text).__name__}")
         if isinstance(text, bytes | bytearray | memoryview):
@@ -244,17 +235,7 @@ class PollyStreamingClient:
         stream`` (or events with ``stream.events()``). Leaving the block early
         aborts both directions at once.
         """
-        from ._protocol import synthesis_params
-
-        params = synthesis_params(
-            voice_id=voice_id,
-            engine=engine,
-            language_code=language_code,
-            output_format=output_format,
-            sample_rate=sample_rate,
-            lexicon_names=lexicon_names,
-        )
-        _check_text_type(text_type)
+        params = _stream_params(voice_id, engine, language_code, output_format, sample_rate, lexicon_names, text_type)
         from ._session import open_session
 
         return open_session(self, params, use_pool=use_pool, text_type=text_type)
@@ -292,6 +273,25 @@ class PollyStreamingClient:
         return as_policy(self._retries)
 
 
-def _check_text_type(text_type: object) -> None:
+def _stream_params(
+    voice_id: str,
+    engine: str,
+    language_code: str,
+    output_format: str,
+    sample_rate: str,
+    lexicon_names: Iterable[str] | None,
+    text_type: str | None,
+) -> SynthesisParams:
+    """Every stream argument checked, before any I/O."""
+    from ._protocol import synthesis_params
+
     if text_type is not None and text_type not in ("text", "ssml"):
         raise ValueError(f"text_type must be 'text' or 'ssml', not {text_type!r}")
+    return synthesis_params(
+        voice_id=voice_id,
+        engine=engine,
+        language_code=language_code,
+        output_format=output_format,
+        sample_rate=sample_rate,
+        lexicon_names=lexicon_names,
+    )

@@ -372,6 +372,7 @@ class _StreamHandler:
         self.sent_audio = False
         self.params: dict[str, str] = {}
         self.audio_budget: int | None = None
+        self.directives_applied = False
         if fault is not None:
             record.fault = str(fault)
 
@@ -573,12 +574,10 @@ class _StreamHandler:
                 # may wait for them before it sends), so that a fault chosen by a
                 # directive in the text can still replace them.
                 first = await self._next(loop.time() + _FIRST_EVENT_WAIT)
-                if first[0] == "text":
-                    if not self._apply_directives(first[1]):
-                        self._send_headers()
-                        await self._invalid("Invalid emulator directive")
-                        return
-                    self.first_text = False
+                if first[0] == "text" and not self._apply_directives(first[1]):
+                    self._send_headers()
+                    await self._invalid("Invalid emulator directive")
+                    return
                 if await self._before_headers():
                     return
                 self._send_headers()
@@ -631,6 +630,7 @@ class _StreamHandler:
 
     def _apply_directives(self, body: dict[str, Any]) -> bool:
         """Take ``{{fault:...}}`` / ``{{audio_bytes:N}}`` out of the first text; False if invalid."""
+        self.directives_applied = True
         text: str = body["Text"]
         if "{{" not in text:
             return True
@@ -673,7 +673,7 @@ class _StreamHandler:
         ssml = body.get("TextType") == "ssml"
         flush = bool((body.get("FlushStreamConfiguration") or {}).get("Force"))
         first, self.first_text = self.first_text, False
-        if first and "{{" in text:
+        if first and not self.directives_applied and "{{" in text:
             # The first text came after the headers: its directive strikes now,
             # a header-level fault as its nearest in-stream equivalent.
             if not self._apply_directives(body):
