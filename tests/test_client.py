@@ -472,3 +472,49 @@ async def test_credentials_from_the_environment(monkeypatch: pytest.MonkeyPatch)
             assert await collect(client)
         finally:
             await client.close()
+
+
+# ------------------------------------------------------------------ proxy
+
+
+async def test_https_proxy_tunnel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through an HTTP CONNECT proxy, explicit or from HTTPS_PROXY (and bypassed by NO_PROXY)."""
+    tunnels: list[bytes] = []
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        tunnels.append(head.split(b"\r\n", 1)[0])
+        host, _, port = head.split(b" ")[1].decode().rpartition(":")
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
+    proxy_url = f"http://127.0.0.1:{proxy.sockets[0].getsockname()[1]}"
+    try:
+        async with serve({"proxy": proxy_url}, audio="tone") as (emulator, client):
+            assert await collect(client)
+            assert tunnels == [f"CONNECT 127.0.0.1:{emulator.port} HTTP/1.1".encode()]
+            monkeypatch.setenv("HTTPS_PROXY", proxy_url)
+            from_env = make_client(emulator)
+            assert await collect(from_env)
+            await from_env.close()
+            assert len(tunnels) == 2
+            monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+            bypass = make_client(emulator)
+            assert await collect(bypass)
+            await bypass.close()
+            assert len(tunnels) == 2
+    finally:
+        proxy.close()
+        await proxy.wait_closed()

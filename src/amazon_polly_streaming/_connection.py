@@ -578,6 +578,23 @@ async def open_connection(
     return conn
 
 
+class _TunnelSetup(asyncio.Protocol):
+    """Reads the proxy's answer to CONNECT; TLS then takes the transport over."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.answer: asyncio.Future[bytes] = loop.create_future()
+        self._buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if b"\r\n\r\n" in self._buffer and not self.answer.done():
+            self.answer.set_result(self._buffer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(ConnectError("the proxy closed the connection during CONNECT"))
+
+
 async def _connect_through_proxy(
     loop: asyncio.AbstractEventLoop,
     conn: Connection,
@@ -590,32 +607,28 @@ async def _connect_through_proxy(
 ) -> None:
     """Tunnel with HTTP CONNECT, then start TLS to the endpoint inside the tunnel."""
     proxy_host, proxy_port, authorization = proxy
+    setup = _TunnelSetup(loop)
     try:
-        reader, writer = await asyncio.open_connection(proxy_host, proxy_port)
+        transport, _ = await loop.create_connection(lambda: setup, proxy_host, proxy_port)
     except OSError as exc:
         raise ConnectError(f"cannot connect to proxy {proxy_host}:{proxy_port}: {exc.strerror or exc}") from exc
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     request = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n".encode("latin-1")
     if authorization:
         request += b"Proxy-Authorization: " + authorization + b"\r\n"
-    writer.write(request + b"\r\n")
+    transport.write(request + b"\r\n")
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError) as exc:
-        writer.close()
-        raise ConnectError(f"proxy {proxy_host}:{proxy_port} closed the tunnel request") from exc
-    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        answer = await setup.answer
+    except BaseException:
+        transport.close()
+        raise
+    status_line = answer.split(b"\r\n", 1)[0].decode("latin-1")
     parts = status_line.split(" ", 2)
     if len(parts) < 2 or parts[1] != "200":
-        writer.close()
+        transport.close()
         raise ConnectError(f"proxy {proxy_host}:{proxy_port} refused the tunnel: {status_line}")
-    transport = writer.transport
     tls_transport = await loop.start_tls(
-        transport,
-        transport.get_protocol(),
-        ssl_context,
-        server_hostname=server_hostname,
-        ssl_handshake_timeout=connect_timeout,
+        transport, setup, ssl_context, server_hostname=server_hostname, ssl_handshake_timeout=connect_timeout
     )
     if tls_transport is None:
         raise ConnectError("the proxy tunnel closed during the TLS handshake")
