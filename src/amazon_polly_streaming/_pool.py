@@ -44,14 +44,6 @@ class Pool:
     def __repr__(self) -> str:
         return f"<Pool size={self.size} open={self._slots} idle={len(self._idle)} waiting={len(self._waiters)}>"
 
-    @property
-    def idle_count(self) -> int:
-        return len(self._idle)
-
-    @property
-    def open_count(self) -> int:
-        return self._slots
-
     async def acquire(self) -> tuple[Connection, bool]:
         """Lease a connection; returns (connection, reused)."""
         if self._closed:
