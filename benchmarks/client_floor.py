@@ -1,9 +1,10 @@
-"""The floor: the least a correct Python client must do, with h2 on asyncio + ssl.
+"""The floor: the least a correct Python client must do, with ``h2`` on asyncio + ssl.
 
-It replays requests that the harness signed once beforehand (headers and the
-signed event envelopes), so it pays for nothing but TLS, HTTP/2 framing and
-checking the event-stream CRCs of the response. One connection per
-concurrent stream, reused, as a pooled client would.
+It replays requests that the harness signed beforehand (headers and the
+signed event envelopes, the same bytes on every call), so it pays for nothing
+but TLS, HTTP/2 framing and finding the AudioEvents in the response with their
+CRCs checked. One connection per concurrent stream, reused, as a pooled client
+would, with the same 1 MiB stream receive window as ours.
 """
 
 from __future__ import annotations
@@ -19,25 +20,28 @@ from collections.abc import AsyncIterator
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 from workloads import main
 
 _PRELUDE = struct.Struct(">III")
+_WINDOW = 1024 * 1024
 
 
 class _Conn(asyncio.Protocol):
     def __init__(self) -> None:
-        self.h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding=None, validate_outbound_headers=False)
-        )
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_outbound_headers=False)
+        self.h2 = h2.connection.H2Connection(config)
         self.transport: asyncio.Transport | None = None
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self.stream_id = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.h2.local_settings = h2.settings.Settings(
+            client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _WINDOW}
+        )
         self.h2.initiate_connection()
-        self.h2.increment_flow_control_window(2**24)
+        self.h2.increment_flow_control_window(2 * _WINDOW - 65535)
         transport.write(self.h2.data_to_send())
 
     def data_received(self, data: bytes) -> None:
@@ -47,13 +51,14 @@ class _Conn(asyncio.Protocol):
                 self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
                 self.queue.put_nowait(None)
-        assert self.transport is not None
-        self.transport.write(self.h2.data_to_send())
+        out = self.h2.data_to_send()
+        if out and self.transport is not None:
+            self.transport.write(out)
 
     def request(self, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self.stream_id = self.h2.get_next_available_stream_id()
-        self.h2.send_headers(self.stream_id, headers)
-        self.h2.send_data(self.stream_id, body, end_stream=True)
+        stream_id = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(stream_id, headers)
+        self.h2.send_data(stream_id, body, end_stream=True)
         assert self.transport is not None
         self.transport.write(self.h2.data_to_send())
 
@@ -62,20 +67,22 @@ def _audio(buffer: bytearray) -> list[bytes]:
     """Whole messages off the front of ``buffer``: AudioEvent payloads, CRCs checked."""
     out = []
     pos = 0
-    while len(buffer) - pos >= 12:
-        total, headers_length, prelude_crc = _PRELUDE.unpack_from(buffer, pos)
-        if len(buffer) - pos < total:
-            break
-        end = pos + total
-        view = memoryview(buffer)
-        if zlib.crc32(view[pos : pos + 8]) != prelude_crc or zlib.crc32(view[pos : end - 4]) != int.from_bytes(
-            buffer[end - 4 : end], "big"
-        ):
-            raise ValueError("checksum mismatch")
-        if buffer.find(b"AudioEvent", pos + 12, pos + 12 + headers_length) >= 0:
-            out.append(bytes(view[pos + 12 + headers_length : end - 4]))
+    view = memoryview(buffer)
+    try:
+        while len(buffer) - pos >= 12:
+            total, headers_length, prelude_crc = _PRELUDE.unpack_from(buffer, pos)
+            if len(buffer) - pos < total:
+                break
+            end = pos + total
+            if zlib.crc32(view[pos : pos + 8]) != prelude_crc:
+                raise ValueError("prelude checksum mismatch")
+            if zlib.crc32(view[pos : end - 4]) != int.from_bytes(view[end - 4 : end], "big"):
+                raise ValueError("message checksum mismatch")
+            if buffer.find(b"AudioEvent", pos + 12, pos + 12 + headers_length) >= 0:
+                out.append(bytes(view[pos + 12 + headers_length : end - 4]))
+            pos = end
+    finally:
         view.release()
-        pos = end
     del buffer[:pos]
     return out
 
@@ -92,11 +99,15 @@ class Floor:
     def __init__(self) -> None:
         self.idle: list[_Conn] = []
         self.requests: dict[str, tuple[list[tuple[bytes, bytes]], bytes]] = {}
+        self.address = ("", 0)
+        self.context: ssl.SSLContext | None = None
 
     async def start(self, args: argparse.Namespace) -> None:
+        if not args.presigned:
+            raise SystemExit("the floor replays pre-signed requests: --presigned FILE")
         self.requests = _load(args.presigned)
         host, _, port = args.endpoint.removeprefix("https://").partition(":")
-        self.address = (host, int(port))
+        self.address = (host, int(port or 443))
         self.context = ssl.create_default_context(cafile=args.ca)
         self.context.set_alpn_protocols(["h2"])
 
@@ -119,6 +130,8 @@ class Floor:
             buffer += data
             for chunk in _audio(buffer):
                 yield chunk
+        if buffer:
+            raise ValueError("the stream ended inside an event-stream message")
         self.idle.append(conn)
 
     async def close(self) -> None:

@@ -1,4 +1,4 @@
-"""Benchmark driver for this package's PollyStreamingClient."""
+"""Benchmark driver for this repository's ``PollyStreamingClient`` (credentials from the environment)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,7 @@ class Ours:
         from amazon_polly_streaming import PollyStreamingClient
 
         self.client = PollyStreamingClient(
-            args.region,
-            pool_size=args.pool_size,
-            endpoint_url=args.endpoint,
-            verify=args.ca,
-            credentials=(args.key, args.secret),
+            args.region, pool_size=args.pool_size, endpoint_url=args.endpoint, verify=args.ca
         )
 
     def stream(self, text: str, args: argparse.Namespace) -> AsyncIterator[bytes]:

@@ -1,13 +1,16 @@
-"""Benchmark and interop driver for AWS's aws-sdk-polly[awscrt] (run in its own Python 3.13 venv).
+"""Benchmark and interop driver for AWS's aws-sdk-polly[awscrt] (run in its own Python 3.12+ venv).
 
-It takes an endpoint option; the harness gives it the awscrt HTTP/2 transport
-(its default, aiohttp, has no HTTP/2) with the emulator's CA trusted.
+The client's config takes the endpoint (``endpoint_uri``). Its default
+transport (aiohttp) has no HTTP/2, so the driver gives it the awscrt transport
+that bidirectional streaming needs; that transport has no TLS option yet, so
+its TLS context is replaced by one that trusts the emulator's CA. Credentials
+come from the environment (``EnvironmentCredentialsResolver``).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import importlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,29 +19,27 @@ from workloads import main
 
 class Peer:
     client: Any = None
+    models: Any = None
 
     async def start(self, args: argparse.Namespace) -> None:
-        os.environ["AWS_ACCESS_KEY_ID"] = args.key
-        os.environ["AWS_SECRET_ACCESS_KEY"] = args.secret
-        from aws_sdk_polly import models  # type: ignore[import-not-found]
-        from aws_sdk_polly.client import AsyncPollyClient  # type: ignore[import-not-found]
-        from aws_sdk_polly.config import AsyncPollyConfig  # type: ignore[import-not-found]
-        from awscrt import io as crt_io  # type: ignore[import-not-found]
-        from smithy_aws_core.identity import EnvironmentCredentialsResolver  # type: ignore[import-not-found]
-        from smithy_http.aio.crt import AWSCRTHTTPClient  # type: ignore[import-not-found]
+        self.models = importlib.import_module("aws_sdk_polly.models")
+        client_module = importlib.import_module("aws_sdk_polly.client")
+        config_module = importlib.import_module("aws_sdk_polly.config")
+        crt_io = importlib.import_module("awscrt.io")
+        identity = importlib.import_module("smithy_aws_core.identity")
+        crt_transport = importlib.import_module("smithy_http.aio.crt")
 
-        self.models = models
-        transport = AWSCRTHTTPClient()
+        transport = crt_transport.AWSCRTHTTPClient()
         options = crt_io.TlsContextOptions()
         options.override_default_trust_store_from_path(None, args.ca)
         transport._tls_ctx = crt_io.ClientTlsContext(options)
-        config = await AsyncPollyConfig.resolve(
+        config = await config_module.AsyncPollyConfig.resolve(
             endpoint_uri=args.endpoint,
             region=args.region,
             transport=transport,
-            aws_credentials_identity_resolver=EnvironmentCredentialsResolver(),
+            aws_credentials_identity_resolver=identity.EnvironmentCredentialsResolver(),
         )
-        self.client = AsyncPollyClient(config)
+        self.client = client_module.AsyncPollyClient(config)
 
     async def stream(self, text: str, args: argparse.Namespace) -> AsyncIterator[bytes]:
         m = self.models

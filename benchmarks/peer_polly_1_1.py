@@ -1,8 +1,14 @@
-"""Benchmark and interop driver for amazon-polly-streaming 1.1.0 (run in its own Python 3.13 venv).
+"""Benchmark and interop driver for amazon-polly-streaming 1.1.0 from PyPI (run in its own Python 3.12+ venv).
 
-That release always connects to polly.<region>.amazonaws.com:443 and trusts the
-system CAs; the harness redirects its connect function to the emulator and
-trusts the emulator's CA. Nothing else of it is changed.
+That release has no endpoint option: it always connects to
+``polly.<region>.amazonaws.com:443`` through
+``amazon_polly_streaming._connection_pool._connect(host, port, *, bootstrap, tls_ctx)``
+(also imported by name into ``_http2``) and trusts the system CAs. This driver
+replaces that one function with one
+that opens the same kind of awscrt HTTP/2 connection to the emulator, trusting
+the emulator's CA; the request (and its signed ``host``) is unchanged, and
+nothing else of the release is touched. Credentials come from the environment
+(botocore's default chain, as the release does it).
 """
 
 from __future__ import annotations
@@ -10,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,13 +26,12 @@ class Peer:
     client: Any = None
 
     async def start(self, args: argparse.Namespace) -> None:
-        os.environ["AWS_ACCESS_KEY_ID"] = args.key
-        os.environ["AWS_SECRET_ACCESS_KEY"] = args.secret
-        # importlib: for type checkers "amazon_polly_streaming" is this repository's package.
+        # importlib: to type checkers "amazon_polly_streaming" is this repository's package, not the release.
         release = importlib.import_module("amazon_polly_streaming")
-        _connection_pool = importlib.import_module("amazon_polly_streaming._connection_pool")
-        from awscrt import http  # type: ignore[import-not-found]
-        from awscrt import io as crt_io
+        connection_pool: Any = importlib.import_module("amazon_polly_streaming._connection_pool")
+        http2: Any = importlib.import_module("amazon_polly_streaming._http2")  # imports it by name (no pool)
+        crt_http = importlib.import_module("awscrt.http")
+        crt_io = importlib.import_module("awscrt.io")
 
         host, _, port = args.endpoint.removeprefix("https://").partition(":")
         options = crt_io.TlsContextOptions()
@@ -38,16 +42,16 @@ class Peer:
             tls = context.new_connection_options()
             tls.set_server_name(host)
             tls.set_alpn_list(["h2"])
-            future = http.HttpClientConnection.new(
+            future = crt_http.HttpClientConnection.new(
                 host_name=host,
-                port=int(port),
+                port=int(port or 443),
                 bootstrap=bootstrap,
                 socket_options=crt_io.SocketOptions(),
                 tls_connection_options=tls,
             )
             return await asyncio.wrap_future(future)
 
-        setattr(_connection_pool, "_connect", connect)  # noqa: B010 - patching a module we do not type
+        connection_pool._connect = http2._connect = connect
         self.client = release.PollyStreamingClient(args.region, pool_size=args.pool_size)
 
     def stream(self, text: str, args: argparse.Namespace) -> AsyncIterator[bytes]:

@@ -1,21 +1,32 @@
 """The other Python clients, each installed into its own virtualenv on Python 3.12+.
 
-Used by the benchmark and by the interop tests. The virtualenvs are cached
-under ``.bench-venvs/`` in the repository (or ``$POLLY_PEER_VENVS``).
+Used by the benchmark (``run.py``) and by the interop tests. The virtualenvs
+are cached under ``.bench-venvs/`` at the repository root (or
+``$POLLY_PEER_VENVS``); a venv is rebuilt when its requirement or interpreter
+changes. Creation is serialized with a lock file, so a test run and a
+benchmark run can share the cache.
+
+Each peer has a driver script here (``Peer.driver``), run by the peer's own
+interpreter with this directory on ``PYTHONPATH``; see ``workloads.py`` for
+its command line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-VENVS = Path(os.environ.get("POLLY_PEER_VENVS", HERE.parent / ".bench-venvs"))
+VENVS = Path(os.environ.get("POLLY_PEER_VENVS") or HERE.parent / ".bench-venvs")
+#: The peers do not install on older interpreters.
+PEER_MIN_PYTHON = (3, 12)
 
 
 @dataclass(frozen=True)
@@ -23,18 +34,31 @@ class Peer:
     name: str
     requirement: str
     driver: str
-    module: str  # what "import" loads, for the import-time workload
+    module: str  # what the import-time workload imports ("a,b" for several)
+    distribution: str  # for reporting the installed version
 
 
 PEERS = (
     Peer(
-        "amazon-polly-streaming 1.1.0", "amazon-polly-streaming==1.1.0", "peer_polly_1_1.py", "amazon_polly_streaming"
+        "amazon-polly-streaming 1.1.0",
+        "amazon-polly-streaming==1.1.0",
+        "peer_polly_1_1.py",
+        "amazon_polly_streaming",
+        "amazon-polly-streaming",
     ),
-    Peer("aws-sdk-polly", "aws-sdk-polly[awscrt]", "peer_aws_sdk_polly.py", "aws_sdk_polly.client"),
+    # Bidirectional streaming needs the HTTP/2 (awscrt) transport, which the client does not import itself.
+    Peer(
+        "aws-sdk-polly",
+        "aws-sdk-polly[awscrt]",
+        "peer_aws_sdk_polly.py",
+        "aws_sdk_polly.client,smithy_http.aio.crt",
+        "aws-sdk-polly",
+    ),
 )
 
 
-def _version(python: str) -> tuple[int, int] | None:
+def python_version(python: str) -> tuple[int, int] | None:
+    """(major, minor) of an interpreter, or None when it does not run."""
     try:
         out = subprocess.run(
             [python, "-c", "import sys; print(sys.version_info[0], sys.version_info[1])"],
@@ -43,42 +67,107 @@ def _version(python: str) -> tuple[int, int] | None:
             timeout=30,
             check=False,
         )
-    except OSError:
+    except (OSError, subprocess.TimeoutExpired):
         return None
     parts = out.stdout.split()
     return (int(parts[0]), int(parts[1])) if out.returncode == 0 and len(parts) == 2 else None
 
 
-def find_python() -> str | None:
-    """A Python >= 3.12 (the peers need it): $POLLY_PEER_PYTHON, PATH, then pyenv."""
+def _pyenv_root() -> str | None:
+    root = os.environ.get("PYENV_ROOT")
+    if root:
+        return root
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        try:
+            out = subprocess.run([pyenv, "root"], capture_output=True, text=True, timeout=30, check=False)
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    default = os.path.expanduser("~/.pyenv")
+    return default if os.path.isdir(default) else None
+
+
+def find_python(minimum: tuple[int, int] = PEER_MIN_PYTHON) -> str | None:
+    """An interpreter at least ``minimum``: $POLLY_PEER_PYTHON, then PATH, then pyenv's versions."""
     candidates = [os.environ.get("POLLY_PEER_PYTHON", "")]
-    candidates += [shutil.which(name) or "" for name in ("python3.13", "python3.12")]
-    pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    candidates += sorted(glob.glob(f"{pyenv_root}/versions/3.1[2-9]*/bin/python3"), reverse=True)
+    candidates += [shutil.which(f"python3.{minor}") or "" for minor in range(15, minimum[1] - 1, -1)]
+    root = _pyenv_root()
+    if root:
+        found = glob.glob(os.path.join(root, "versions", "3.*", "bin", "python3"))
+
+        def key(path: str) -> tuple[int, ...]:
+            version = Path(path).parent.parent.name
+            return tuple(int(p) if p.isdigit() else -1 for p in version.split("."))
+
+        candidates += sorted(found, key=key, reverse=True)
     for candidate in filter(None, candidates):
-        version = _version(candidate)
-        if version is not None and version >= (3, 12):
+        version = python_version(candidate)
+        if version is not None and version >= minimum:
             return candidate
     return None
 
 
-def ensure_venv(peer: Peer, python: str) -> Path:
-    """The peer's interpreter, installing it on first use."""
-    slug = peer.requirement.replace("[", "-").replace("]", "").replace("==", "-")
-    venv = VENVS / slug
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no concurrent runs there
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _marker_text(requirements: list[str], python: str) -> str:
+    return "\n".join([*requirements, f"python={os.path.realpath(python)}"]) + "\n"
+
+
+def ensure_requirements(name: str, requirements: list[str], python: str, venvs: Path = VENVS) -> Path:
+    """A cached virtualenv ``venvs/name`` made with ``python`` holding ``requirements``; its interpreter."""
+    venv = venvs / name
     interpreter = venv / "bin" / "python"
     marker = venv / ".installed"
-    if marker.exists() and interpreter.exists():
-        return interpreter
-    if venv.exists():
-        shutil.rmtree(venv)
-    VENVS.mkdir(parents=True, exist_ok=True)
-    print(f"installing {peer.requirement} into {venv} ...", file=sys.stderr, flush=True)
-    subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=300)
-    subprocess.run(
-        [str(interpreter), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", peer.requirement],
-        check=True,
-        timeout=900,
-    )
-    marker.write_text(peer.requirement)
+    wanted = _marker_text(requirements, python)
+    with _locked(venvs / f".{name}.lock"):
+        if interpreter.exists() and marker.exists():
+            found = marker.read_text()
+            if found == wanted:
+                return interpreter
+            if found.strip() == "\n".join(requirements):  # written before the interpreter was recorded
+                marker.write_text(wanted)
+                return interpreter
+        if venv.exists():
+            shutil.rmtree(venv)
+        print(f"installing {' '.join(requirements)} into {venv} (first run only) ...", file=sys.stderr, flush=True)
+        subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=300)
+        pip = [str(interpreter), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, *requirements], check=True, timeout=900)
+        marker.write_text(wanted)
     return interpreter
+
+
+def venv_name(peer: Peer) -> str:
+    return peer.requirement.replace("[", "-").replace("]", "").replace("==", "-")
+
+
+def ensure_venv(peer: Peer, python: str) -> Path:
+    """The peer's interpreter, installing the peer on first use."""
+    return ensure_requirements(venv_name(peer), [peer.requirement], python)
+
+
+def installed_version(interpreter: Path | str, distribution: str) -> str | None:
+    out = subprocess.run(
+        [str(interpreter), "-c", f"import importlib.metadata as m; print(m.version({distribution!r}))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return out.stdout.strip() or None if out.returncode == 0 else None

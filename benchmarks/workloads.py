@@ -1,8 +1,23 @@
 """The workloads every client driver runs, so that all clients are measured alike.
 
 Standard library only: drivers run under each client's own interpreter and
-virtualenv (the peers on Python 3.13). A driver defines an ``Adapter`` and
-calls :func:`main`; the result is one JSON object on stdout.
+virtualenv (the peers on Python 3.12+). A driver defines an ``Adapter`` and
+calls :func:`main`; the result is one JSON object on the last line of stdout.
+
+Modes (``--mode``):
+
+* ``synth``: one synthesis of ``--text``; ``{"bytes": N, "error": null}`` or
+  ``{"bytes": null, "error": {...}}`` (used by the interop tests).
+* ``cold``: the wall-clock time (``time.time()``) of the first audio byte of
+  one call in a fresh process; the harness started the clock before spawning.
+* ``ttfa``: warm time to first audio, ``--n`` sequential calls on a pooled
+  connection after ``--warmup`` calls.
+* ``cpu``: process CPU time over ``--n`` sequential calls after warm-up.
+* ``throughput``: ``--streams`` concurrent streams of ``--bytes`` audio each,
+  ``--rounds`` times, on connections warmed beforehand.
+* ``memory``: RSS growth per idle pooled connection, then per stream held
+  open on those warm connections; ``memory-fresh``: RSS growth per stream held
+  open in a fresh process, its connection included.
 """
 
 from __future__ import annotations
@@ -11,18 +26,30 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import statistics
 import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+#: The short utterance of the TTFA and CPU workloads (about 73 KB of 16 kHz PCM in tone mode).
 SHORT_TEXT = "Hello there, how can I help you today?"
+#: The emulator's default key pair (the AWS documentation's example).
+DEFAULT_KEY = "AKIDEXAMPLE"
+DEFAULT_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+#: A response of exactly one small AudioEvent, for streams held open in the memory workload.
+HOLD_TEXT = "{{audio_bytes:3200}} Hi."
+
+
+def bulk_text(size: int) -> str:
+    """Text whose tone-mode response is exactly ``size`` bytes of audio."""
+    return f"{{{{audio_bytes:{size}}}}} {SHORT_TEXT}"
 
 
 class Adapter(Protocol):
     async def start(self, args: argparse.Namespace) -> None:
-        """Create the client (import it here, so cold start includes the import)."""
+        """Create the client (import it here, so that cold start includes the import)."""
 
     def stream(self, text: str, args: argparse.Namespace) -> AsyncIterator[bytes]:
         """One synthesis: the audio chunks."""
@@ -31,32 +58,62 @@ class Adapter(Protocol):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser()
-    p.add_argument("--mode", required=True, choices=("synth", "cold", "ttfa", "cpu", "throughput", "memory"))
-    p.add_argument("--endpoint", required=True)
-    p.add_argument("--ca", required=True)
-    p.add_argument("--key", default="AKIDEXAMPLE")
-    p.add_argument("--secret", default="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    p = argparse.ArgumentParser(description="Benchmark / interop driver for one client.")
+    modes = ("synth", "cold", "ttfa", "cpu", "throughput", "memory", "memory-fresh")
+    p.add_argument("--mode", required=True, choices=modes)
+    p.add_argument("--endpoint", required=True, help="https://host:port of the emulator")
+    p.add_argument("--ca", required=True, help="CA bundle that signed the emulator's certificate")
+    p.add_argument("--key", default=DEFAULT_KEY, help="access key id (exported as AWS_ACCESS_KEY_ID)")
+    p.add_argument("--secret", default=DEFAULT_SECRET, help="secret key (exported as AWS_SECRET_ACCESS_KEY)")
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--voice", default="Matthew")
     p.add_argument("--format", default="pcm")
     p.add_argument("--rate", default="16000")
     p.add_argument("--text", default=SHORT_TEXT)
-    p.add_argument("--n", type=int, default=100)
-    p.add_argument("--streams", type=int, default=64)
-    p.add_argument("--bytes", type=int, default=1024 * 1024)
+    p.add_argument("--n", type=int, default=100, help="calls (ttfa, cpu)")
+    p.add_argument("--warmup", type=int, default=20, help="calls before measuring (ttfa, cpu)")
+    p.add_argument("--streams", type=int, default=64, help="concurrent streams (throughput, memory)")
+    p.add_argument("--bytes", type=int, default=1024 * 1024, help="audio bytes per stream (throughput)")
+    p.add_argument("--rounds", type=int, default=1, help="measured rounds (throughput)")
     p.add_argument("--pool-size", type=int, default=8)
-    p.add_argument("--presigned", help="floor only: the pre-signed requests")
-    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--presigned", help="the floor only: the requests the harness signed for it")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole run")
     return p
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+def export_credentials(args: argparse.Namespace) -> None:
+    """Every client reads its credentials from the environment, as in production."""
+    os.environ["AWS_ACCESS_KEY_ID"] = args.key
+    os.environ["AWS_SECRET_ACCESS_KEY"] = args.secret
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+
+
+def rss_bytes() -> int | None:
+    """Resident set size now (Linux), or None where /proc is missing."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def open_sockets() -> int | None:
+    """How many sockets this process holds (Linux), or None."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    count = 0
+    for name in names:
+        try:
+            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                count += 1
+        except OSError:
+            pass
+    return count
 
 
 async def _drain(adapter: Adapter, text: str, args: argparse.Namespace) -> int:
@@ -67,6 +124,7 @@ async def _drain(adapter: Adapter, text: str, args: argparse.Namespace) -> int:
 
 
 async def _timed(adapter: Adapter, text: str, args: argparse.Namespace) -> float:
+    """Seconds from the call to its first audio byte (the stream is then read to its end)."""
     started = time.perf_counter()
     first = 0.0
     async for _ in adapter.stream(text, args):
@@ -84,70 +142,89 @@ def _error(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def _p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
 async def _run(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
-    mode = args.mode
     await adapter.start(args)
     try:
-        if mode == "synth":
-            try:
-                return {"bytes": await _drain(adapter, args.text, args), "error": None}
-            except Exception as exc:
-                return {"bytes": None, "error": _error(exc)}
-        if mode == "cold":
-            async for _ in adapter.stream(args.text, args):
-                return {"first_byte_wall": time.time()}
-            return {"first_byte_wall": None}
-        if mode == "ttfa":
-            for _ in range(min(20, args.n)):
-                await _drain(adapter, args.text, args)
-            samples = [await _timed(adapter, args.text, args) for _ in range(args.n)]
-            median, p99 = _ms(statistics.median(samples)), _ms(_p99(samples))
-            return {"samples": len(samples), "median_ms": median, "p99_ms": p99}
-        if mode == "cpu":
-            for _ in range(min(20, args.n)):
-                await _drain(adapter, args.text, args)
-            cpu, wall = time.process_time(), time.perf_counter()
-            for _ in range(args.n):
-                await _drain(adapter, args.text, args)
-            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            return {"calls": args.n, "cpu_us_per_call": cpu / args.n * 1e6, "wall_us_per_call": wall / args.n * 1e6}
-        if mode == "throughput":
-            # Warm every pooled connection first: this measures streaming, not handshakes.
-            await asyncio.gather(*(_drain(adapter, SHORT_TEXT, args) for _ in range(args.streams)))
-            text = f"{{{{audio_bytes:{args.bytes}}}}} {SHORT_TEXT}"
-            cpu, wall = time.process_time(), time.perf_counter()
-            sizes = await asyncio.gather(*(_drain(adapter, text, args) for _ in range(args.streams)))
-            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            megabytes = sum(sizes) / 1e6
-            return {
-                "streams": args.streams,
-                "mb": megabytes,
-                "cpu_s": cpu,
-                "wall_s": wall,
-                "cpu_s_per_mb": cpu / megabytes,
-            }
-        if mode == "memory":
-            return await _memory(adapter, args)
-        raise ValueError(mode)
+        return await _measure(adapter, args)
     finally:
         await adapter.close()
 
 
-async def _memory(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
-    """RSS growth per idle pooled connection, then per stream held open on those connections."""
-    await _drain(adapter, SHORT_TEXT, args)
-    gc.collect()
-    one_connection = rss_bytes()
-    # N concurrent calls leave N idle connections in a pooled client.
+async def _measure(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
+    mode = args.mode
+    if mode == "synth":
+        try:
+            return {"bytes": await _drain(adapter, args.text, args), "error": None}
+        except Exception as exc:
+            return {"bytes": None, "error": _error(exc)}
+    if mode == "cold":
+        async for _ in adapter.stream(args.text, args):
+            return {"first_byte_wall": time.time()}
+        return {"first_byte_wall": None}
+    if mode == "ttfa":
+        for _ in range(args.warmup):
+            await _drain(adapter, args.text, args)
+        samples = [await _timed(adapter, args.text, args) for _ in range(args.n)]
+        return {
+            "samples": len(samples),
+            "median_ms": statistics.median(samples) * 1000,
+            "p99_ms": _p99(samples) * 1000,
+            "min_ms": min(samples) * 1000,
+        }
+    if mode == "cpu":
+        for _ in range(args.warmup):
+            await _drain(adapter, args.text, args)
+        gc.collect()
+        cpu, wall = time.process_time(), time.perf_counter()
+        for _ in range(args.n):
+            await _drain(adapter, args.text, args)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        return {"calls": args.n, "cpu_us_per_call": cpu / args.n * 1e6, "wall_us_per_call": wall / args.n * 1e6}
+    if mode == "throughput":
+        return await _throughput(adapter, args)
+    if mode == "memory":
+        return await _memory(adapter, args)
+    if mode == "memory-fresh":
+        return await _memory_fresh(adapter, args)
+    raise ValueError(mode)
+
+
+async def _throughput(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
+    # Open (and warm) every connection first: this measures streaming, not handshakes.
     await asyncio.gather(*(_drain(adapter, SHORT_TEXT, args) for _ in range(args.streams)))
-    gc.collect()
-    idle = rss_bytes()
+    text = bulk_text(args.bytes)
+    rounds = []
+    for _ in range(args.rounds):
+        gc.collect()
+        cpu, wall = time.process_time(), time.perf_counter()
+        sizes = await asyncio.gather(*(_drain(adapter, text, args) for _ in range(args.streams)))
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        megabytes = sum(sizes) / 1e6
+        if sum(sizes) != args.streams * args.bytes:
+            raise RuntimeError(f"expected {args.streams * args.bytes} audio bytes, got {sum(sizes)}")
+        rounds.append({"cpu_s": cpu, "wall_s": wall, "cpu_s_per_mb": cpu / megabytes})
+    return {
+        "streams": args.streams,
+        "mb": args.streams * args.bytes / 1e6,
+        "rounds": rounds,
+        "cpu_s_per_mb": statistics.median(r["cpu_s_per_mb"] for r in rounds),
+        "wall_s": statistics.median(r["wall_s"] for r in rounds),
+    }
+
+
+async def _hold(adapter: Adapter, args: argparse.Namespace) -> int | None:
+    """Open ``--streams`` streams at once, each held after its first audio chunk; the RSS then."""
     release = asyncio.Event()
     opened = 0
 
     async def hold() -> None:
         nonlocal opened
-        iterator = adapter.stream(SHORT_TEXT, args).__aiter__()
+        iterator = adapter.stream(HOLD_TEXT, args).__aiter__()
         await iterator.__anext__()
         opened += 1
         await release.wait()
@@ -155,33 +232,80 @@ async def _memory(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
             pass
 
     tasks = [asyncio.create_task(hold()) for _ in range(args.streams)]
-    while opened < args.streams:
-        await asyncio.sleep(0.01)
-        for task in tasks:
-            if task.done() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+    try:
+        while opened < args.streams:
+            await asyncio.sleep(0.005)
+            for task in tasks:
+                if task.done() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        gc.collect()
+        return rss_bytes()
+    finally:
+        release.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _memory_fresh(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
+    """RSS growth per concurrently open stream in a fresh process, its connection included.
+
+    After one call (one connection, everything imported), ``--streams``
+    streams are opened at once and held: a pooled client opens a connection
+    for each but the first, a multiplexing one shares.
+    """
+    await _drain(adapter, SHORT_TEXT, args)
     gc.collect()
-    held = rss_bytes()
-    release.set()
-    await asyncio.gather(*tasks)
+    rss_one = rss_bytes()
+    rss_held = await _hold(adapter, args)
+    per_stream = None
+    if rss_held is not None and rss_one is not None:
+        per_stream = (rss_held - rss_one) / args.streams / 1024
+    return {"streams": args.streams, "rss_per_stream_fresh_kb": per_stream}
+
+
+async def _memory(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
+    """RSS growth per idle pooled connection, then per stream held open on a warm pool.
+
+    Idle connections: ``--streams`` concurrent calls leave that many idle
+    connections in a pooled client (a client that multiplexes streams on one
+    connection opens fewer; the sockets are counted). Open streams: as many
+    calls, each holding its stream after the first audio chunk (a one-event
+    response, so that buffered audio does not dominate). Memory that the
+    earlier calls freed is reused, so this is the steady-state cost of a
+    stream in a busy process; ``memory-fresh`` gives the first-time cost.
+    """
+    sockets_before = open_sockets()
+    await _drain(adapter, SHORT_TEXT, args)
+    gc.collect()
+    rss_one = rss_bytes()
+    sockets_one = open_sockets()
+    await asyncio.gather(*(_drain(adapter, SHORT_TEXT, args) for _ in range(args.streams)))
+    gc.collect()
+    rss_idle = rss_bytes()
+    sockets_idle = open_sockets()
+
+    rss_held = await _hold(adapter, args)
+    connections = None
+    if sockets_idle is not None and sockets_before is not None:
+        connections = sockets_idle - sockets_before
+    per_connection = None
+    if rss_idle is not None and rss_one is not None and sockets_one is not None and sockets_idle is not None:
+        extra = sockets_idle - sockets_one
+        if extra > 0:
+            per_connection = (rss_idle - rss_one) / extra / 1024
+    per_stream = None
+    if rss_held is not None and rss_idle is not None:
+        per_stream = (rss_held - rss_idle) / args.streams / 1024
     return {
         "streams": args.streams,
-        "rss_per_open_stream_kb": (held - idle) / args.streams / 1024,
-        "rss_per_idle_connection_kb": (idle - one_connection) / max(1, args.streams - 1) / 1024,
+        "connections_opened": connections,
+        "rss_per_idle_connection_kb": per_connection,
+        "rss_per_open_stream_kb": per_stream,
     }
-
-
-def _ms(seconds: float) -> float:
-    return seconds * 1000
-
-
-def _p99(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 def main(adapter: Adapter) -> None:
     args = parser().parse_args()
+    export_credentials(args)
     result = asyncio.run(asyncio.wait_for(_run(adapter, args), args.timeout))
-    json.dump(result, sys.stdout)
-    sys.stdout.write("\n")
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,178 @@
+"""Where our client spends its CPU in the benchmark's CPU workloads, and A/B checks of changes.
+
+    python benchmarks/profile_ours.py                     # py-spy profiles of workloads 4 and 5
+    python benchmarks/profile_ours.py --compare /tmp/src  # CPU of this checkout vs another src/ tree
+
+Profiles run our driver (``client_ours.py``) under py-spy (``pip install
+py-spy``) against the emulator in its own process, exactly as ``run.py`` does,
+and print the top functions by self and inclusive time. Only samples inside
+the event loop count (start-up and imports are left out; the few warm-up calls
+stay in), and time spent waiting in epoll is shown apart, as it is not CPU.
+
+``--compare`` alternates fresh processes of this checkout and of the other
+tree (a copy of ``src/`` with a change applied) and prints the medians, since
+this kind of machine drifts by tens of percent between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from run import HERE, SRC, Client, Emulator, bootstrap, client_env
+from workloads import DEFAULT_KEY
+
+_IDLE = ("select (selectors.py", "poll (selectors.py")
+_IN_LOOP = "run_forever (asyncio/base_events.py"
+_IMPORTING = "(<frozen importlib._bootstrap>"
+
+
+def _workloads(calls: int, streams: int, size: int) -> dict[str, list[str]]:
+    return {
+        "CPU per short utterance (workload 4)": ["--mode", "cpu", "--n", str(calls)],
+        f"{streams} concurrent streams x {size / 1e6:g} MB PCM (workload 5)": [
+            "--mode",
+            "throughput",
+            "--streams",
+            str(streams),
+            "--bytes",
+            str(size),
+            "--pool-size",
+            str(streams),
+            "--rounds",
+            "3",
+        ],
+    }
+
+
+def _frame(raw: str) -> tuple[str, str]:
+    """("function (file)", component) of a py-spy frame "function (package/file.py:line)"."""
+    name, _, location = raw.partition(" (")
+    parts = location.rstrip(")").rsplit(":", 1)[0].split("/")
+    if "site-packages" in parts:
+        parts = parts[parts.index("site-packages") + 1 :]
+    component = parts[0].removesuffix(".py")
+    if component == "amazon_polly_streaming":
+        component = "ours"
+    elif component.startswith("<frozen"):
+        component = "import"
+    return f"{name} ({parts[-1]})", component
+
+
+def summarize(raw_file: Path, top: int) -> str:
+    self_time: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    components: collections.Counter[str] = collections.Counter()
+    busy = idle = 0
+    for line in raw_file.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        # Inside the event loop (no start-up), not importing (lazy first-call imports).
+        if not stack or _IN_LOOP not in stack or _IMPORTING in stack:
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        if any(marker in frames[-1] for marker in _IDLE):
+            idle += count
+            continue
+        busy += count
+        leaf, component = _frame(frames[-1])
+        self_time[leaf] += count
+        components[component] += count
+        for name in {_frame(frame)[0] for frame in frames}:
+            inclusive[name] += count
+    if not busy:
+        return "  no samples in the event loop"
+    lines = [f"  {busy} busy samples in the event loop; waiting in epoll: {idle} more (not CPU)"]
+    lines.append("  by component (self time): " + ", ".join(f"{k} {v / busy:.0%}" for k, v in components.most_common()))
+    lines.append("  top self time:")
+    lines += [f"    {100 * v / busy:5.1f}%  {k}" for k, v in self_time.most_common(top)]
+    lines.append("  top inclusive time (without the driver and the event loop):")
+    skip = ("workloads.py", "events.py", "base_events.py", "runners.py", "client_ours.py", "tasks.py")
+    shown = [(k, v) for k, v in inclusive.most_common() if not k.endswith(tuple(f"({s})" for s in skip))]
+    lines += [f"    {100 * v / busy:5.1f}%  {k}" for k, v in shown[:top]]
+    return "\n".join(lines)
+
+
+def _py_spy() -> str | None:
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def _driver(emulator: Emulator, src: Path) -> tuple[list[str], dict[str, str]]:
+    ours = Client("ours", "ours", sys.executable, "client_ours.py", "amazon_polly_streaming", "")
+    env = client_env(ours)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(src)])
+    command = [sys.executable, str(HERE / "client_ours.py"), "--endpoint", emulator.endpoint_url]
+    return [*command, "--ca", emulator.ca_file, "--key", DEFAULT_KEY, "--timeout", "600"], env
+
+
+def profile(emulator: Emulator, args: argparse.Namespace) -> int:
+    py_spy = _py_spy()
+    if py_spy is None:
+        print("py-spy is not installed: pip install py-spy", file=sys.stderr)
+        return 2
+    command, env = _driver(emulator, args.src)
+    scratch = Path(tempfile.mkdtemp(prefix="polly-profile-"))
+    for title, options in _workloads(args.calls, args.streams, args.bytes).items():
+        raw = scratch / "profile.txt"
+        spy = [py_spy, "record", "--rate", "997", "--format", "raw", "--output", str(raw), "--"]
+        out = subprocess.run([*spy, *command, *options], env=env, capture_output=True, text=True, check=False)
+        print(f"\n{title}:")
+        if out.returncode != 0 or not raw.exists():
+            print(f"  py-spy failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
+            continue
+        result = [line for line in out.stdout.splitlines() if line.startswith("{")]  # py-spy talks on stdout too
+        print(f"  driver result: {result[-1][:300] if result else '?'}")
+        print(summarize(raw, args.top))
+    shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+def compare(emulator: Emulator, args: argparse.Namespace) -> int:
+    trees = {"this checkout": SRC, "compared": args.compare.resolve()}
+    measures = {"cpu_us_per_call": ["--mode", "cpu", "--n", str(args.calls)]}
+    measures["cpu_s_per_mb"] = _workloads(args.calls, args.streams, args.bytes).popitem()[1]
+    found: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
+    for _ in range(args.reps):
+        for key, options in measures.items():
+            for label, src in trees.items():
+                command, env = _driver(emulator, src)
+                out = subprocess.run([*command, *options], env=env, capture_output=True, text=True, check=True)
+                found[(key, label)].append(float(json.loads(out.stdout.strip().splitlines()[-1])[key]))
+    for key in measures:
+        base = statistics.median(found[(key, "this checkout")])
+        for label in trees:
+            values = found[(key, label)]
+            median = statistics.median(values)
+            print(f"{key:16} {label:14} median {median:.6g} ({median / base - 1:+.1%})  min {min(values):.6g}")
+    return 0
+
+
+def main() -> int:
+    options = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    options.add_argument("--calls", type=int, default=3000, help="sequential short utterances (default 3000)")
+    options.add_argument("--streams", type=int, default=64)
+    options.add_argument("--bytes", type=int, default=1024 * 1024, help="audio per bulk stream")
+    options.add_argument("--top", type=int, default=20)
+    options.add_argument("--src", type=Path, default=SRC, help="the src/ tree to profile (default this checkout)")
+    options.add_argument("--compare", type=Path, help="another src/ tree: A/B its CPU against this checkout")
+    options.add_argument("--reps", type=int, default=6, help="A/B repetitions (default 6)")
+    args = options.parse_args()
+    bootstrap()
+    emulator = Emulator()
+    try:
+        return compare(emulator, args) if args.compare else profile(emulator, args)
+    finally:
+        emulator.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
