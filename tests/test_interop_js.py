@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from peers import locked
 
+from interop import emulator_fault_message
+
 HARNESS = Path(__file__).resolve().parent / "interop" / "js"
 SCRIPT = HARNESS / "synthesize.mjs"
 #: Written into node_modules after a successful ``npm ci``: the lockfile it installed.
@@ -113,20 +115,6 @@ def record_of(emulator: EmulatorThread, result: dict[str, Any]) -> RequestRecord
             if record.request_id == request_id:
                 return record
     return requests[-1]
-
-
-def emulator_fault_message(kind: str) -> str:
-    """The text the emulator means to send with a modeled-exception fault.
-
-    Read under either spelling of the key: whether the SDK finds it is what the tests check (the model's
-    member is ``message``; the SDK's HTTP error parser also reads ``Message``, its event parser does not).
-    """
-    from amazon_polly_streaming.emulator._faults import EXCEPTION_KINDS
-
-    body = EXCEPTION_KINDS[kind][2]
-    message = body.get("message", body.get("Message"))
-    assert isinstance(message, str)
-    return message
 
 
 #: What each format's bytes start with (a check that the SDK delivered audio, not an envelope).
