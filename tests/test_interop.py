@@ -25,7 +25,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 from peers import PEERS, Peer, ensure_venv, find_python  # noqa: E402
 
-from interop import emulator_fault_message  # noqa: E402
+from interop import THROTTLING_MESSAGE  # noqa: E402
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(900)]
 
@@ -93,4 +93,4 @@ def test_peer_gets_modeled_errors_with_their_message(
     assert result["error"] is not None
     assert "ThrottlingException" in result["error"]["bases"], result
     # aws-sdk-polly reads the model's `message` member only; the 1.1.0 release shows the whole body.
-    assert emulator_fault_message("throttling") in result["error"]["message"], result
+    assert THROTTLING_MESSAGE in result["error"]["message"], result

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from peers import locked
 
-from interop import emulator_fault_message
+from interop import THROTTLING_MESSAGE
 
 HARNESS = Path(__file__).resolve().parent / "interop" / "js"
 SCRIPT = HARNESS / "synthesize.mjs"
@@ -168,7 +168,7 @@ def test_js_sdk_throttling_fault(node: str, emulator: EmulatorThread, tmp_path: 
     assert error is not None, describe(result)
     assert error["name"] == "ThrottlingException", describe(result)
     # The SDK reads the model's `message` member; without it, it says "Unknown".
-    assert error["message"] == emulator_fault_message("throttling"), describe(result)
+    assert error["message"] == THROTTLING_MESSAGE, describe(result)
     assert record_of(emulator, result).outcome == "fault:throttling"
 
 
