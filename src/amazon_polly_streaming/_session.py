@@ -27,8 +27,9 @@ from .exceptions import PollyStreamingError, ReadTimeoutError, TransportError
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from ._connection import Connection, Stream
+    from ._connection import Connection
     from ._event_signer import EventSigner
+    from ._stream import Stream
 
 __all__ = ["SpeechStream", "StreamMetrics", "open_session", "wall_clock"]
 
