@@ -372,7 +372,7 @@ async def _first_chunk_then(client: PollyStreamingClient, how: str) -> None:
         await asyncio.sleep(0.05)
     elif how == "aclose":
         await stream.__anext__()
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
     else:
 
         async def consume() -> None:

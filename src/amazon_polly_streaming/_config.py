@@ -30,12 +30,12 @@ class Endpoint:
 
         if not isinstance(url, str):
             raise TypeError(f"endpoint_url must be a str, not {type(url).__name__}")
+        if "@" in url:
+            # Never echo such a URL: its user info may hold a secret.
+            raise ValueError("endpoint_url must not contain user info (user:password@); pass credentials= instead")
         parts = urlsplit(url)
         if parts.scheme != "https":
             raise ValueError(f"endpoint_url must be an https:// URL (Polly speaks HTTP/2 over TLS), not {url!r}")
-        if "@" in parts.netloc:
-            # Never echo the URL: its user info may be a secret.
-            raise ValueError("endpoint_url must not contain user info (user:password@); pass credentials= instead")
         if not parts.hostname:
             raise ValueError(f"endpoint_url has no host: {url!r}")
         if parts.path not in ("", "/") or parts.query or parts.fragment:

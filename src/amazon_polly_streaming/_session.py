@@ -116,6 +116,7 @@ class SpeechStream(StreamOwner):
         self._released = False
         self._closed_reason = "the stream is closed"
         self._pending_error: BaseException | None = None
+        self._failure: BaseException | None = None  # the error the reader raised
         self._audio_delivered = False
         self._keepalive: asyncio.TimerHandle | None = None
         self._last_send = 0.0
@@ -224,15 +225,19 @@ class SpeechStream(StreamOwner):
             lock = self._send_lock = asyncio.Lock()
         async with lock:
             self._check_writable()
-            for event in events:
-                self._queue(event)
-            if close:
-                self._input_closed = True
-                self._cancel_keepalive()
-                self._queue(CLOSE_STREAM_EVENT, end=True)
-                assert self._stream is not None
-                self._stream.nudge()  # from now on the server owes us the rest
-            await self._push()
+            try:
+                for event in events:
+                    self._queue(event)
+                if close:
+                    self._input_closed = True
+                    self._cancel_keepalive()
+                    self._queue(CLOSE_STREAM_EVENT, end=True)
+                    assert self._stream is not None
+                    self._stream.nudge()  # from now on the server owes us the rest
+                await self._push()
+            except PollyStreamingError as exc:
+                exc.audio_delivered = self._audio_delivered
+                raise
 
     async def _push(self) -> None:
         conn, stream = self._conn, self._stream
@@ -245,6 +250,8 @@ class SpeechStream(StreamOwner):
         self._arm_keepalive()
 
     def _check_writable(self) -> None:
+        if self._failure is not None:
+            raise self._failure  # what ended the stream, not a vaguer "closed"
         if self._released or self._stream is None:
             raise TransportError(self._closed_reason)
         if self._input_closed:
@@ -350,6 +357,8 @@ class SpeechStream(StreamOwner):
     def _fail_read(self, exc: BaseException) -> None:
         if isinstance(exc, PollyStreamingError):
             exc.audio_delivered = self._audio_delivered
+            if not self._released:
+                self._failure = exc
         self._release(f"the stream already failed ({type(exc).__name__})")
 
     async def _read_after_close(self, stream: Stream) -> bytes | None:
@@ -421,6 +430,8 @@ class SpeechStream(StreamOwner):
             if self._done and stream.closed:
                 stream.release()
             else:
+                # A reader blocked in another task wakes with the reason.
+                stream.fail(TransportError(self._closed_reason))
                 stream.reset()
         if conn is not None:
             self._runtime.give_back(conn, self._use_pool)

@@ -42,6 +42,7 @@ class StreamHost(Protocol):
 
     def forget(self, stream_id: int) -> None: ...
 
+
 _CANCEL = h2.errors.ErrorCodes.CANCEL
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 
 from ._protocol import SynthesisParams
 from ._runtime import Runtime
@@ -39,7 +39,7 @@ async def synthesize(
     text_type: str | None,
     flush: bool,
     policy: RetryPolicy | None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The generator behind ``start_speech_synthesis_stream``.
 
     ``text`` is a source of text chunks or, ``whole``, a string's encoded

@@ -16,7 +16,7 @@ from ._config import ClientConfig, Endpoint, ProxyConfig, check_region, check_ve
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import AsyncIterable, AsyncIterator, Iterable
+    from collections.abc import AsyncGenerator, AsyncIterable, Iterable
     from contextlib import AbstractAsyncContextManager
     from types import TracebackType
     from typing import TypeAlias
@@ -215,7 +215,7 @@ class PollyStreamingClient:
         text_type: str | None = None,
         lexicon_names: Iterable[str] | None = None,
         flush: bool = False,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Synthesize ``text`` and yield the audio bytes as Polly sends them.
 
         Returns an async generator. ``text`` is a string, or an iterable or

@@ -82,7 +82,7 @@ def iter_synthesize(text: str | Iterable[str], voice_id: str, **options: Any) ->
     finally:
         # Runs on exhaustion, error, or when the caller stops early (close()).
         try:
-            loop.run_until_complete(generator.aclose())  # type: ignore[attr-defined]
+            loop.run_until_complete(generator.aclose())
             loop.run_until_complete(client.close())
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
