@@ -287,3 +287,18 @@ async def test_invalid_text_events_end_the_stream_with_a_validation_exception(
         kind, error = response.last()
         assert (kind, error["fields"][0]["name"]) == ("ValidationException", field_name)
         assert emulator.requests[-1].outcome == "error:ValidationException"
+
+
+async def test_a_close_with_no_text_before_it_closes_the_stream_at_once() -> None:
+    # The CloseStreamEvent alone, the request body left open: the stream ends now, not at the idle limit.
+    async with Emulator(audio="tone", clock=lambda: BEFORE_MIDNIGHT, idle_timeout=3.0) as emulator:
+        fields, seed = signed_request(authority=_authority(emulator))
+        close = ChainSigner(seed).sign(_inner("CloseStreamEvent", {}), BEFORE_MIDNIGHT * 1000)
+        client = await RawClient.connect(emulator)
+        try:
+            stream = client.request(fields, close, end=False)
+            response = client.responses[stream]
+            await client.until(lambda: response.ended or response.reset is not None, timeout=2.0)
+            assert response.last() == ("StreamClosedEvent", {"RequestCharacters": 0})
+        finally:
+            client.close()

@@ -12,6 +12,7 @@ payload is the audio), ``StreamClosedEvent`` and the modeled exceptions.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .._eventstream import EventStreamDecoder, encode_headers, encode_message
@@ -63,7 +64,8 @@ class TextInput(NamedTuple):
     flush: bool
 
 
-class CloseInput(NamedTuple):
+@dataclass(frozen=True)
+class CloseInput:
     """A CloseStreamEvent."""
 
 

@@ -152,7 +152,7 @@ class SynthesisSession:
         pending: Inbound | None = None if first is _IDLE else first
         while True:
             idle_deadline = None if self._input_closed else last_input + config.idle_timeout
-            event = pending or await self._next(idle_deadline)
+            event = pending if pending is not None else await self._next(idle_deadline)
             pending = None
             if event is _IDLE:
                 await self._quota("input-stream-inbound-event-timeout", "Input stream idle timeout exceeded")
