@@ -172,6 +172,9 @@ def test_a_key_without_the_permission_can_be_refused_as_iam_does() -> None:
     error = refused(_signed("AccessDeniedException"))
     assert (error.status, error.error_type) == (400, "AccessDeniedException")
     assert "not authorized to perform: polly:StartSpeechSynthesisStream" in error.message
+    fields, _ = signed_request(secret="any secret at all")
+    unchecked = EmulatorConfig(verify_signatures=False, unauthorized_keys={"AKIDEXAMPLE"})
+    assert refused(parse_request("POST", PATH, fields, has_body=True, config=unchecked, now=0.0)).status == 400
     with pytest.raises(ValueError, match="unauthorized_error"):
         EmulatorConfig(unauthorized_error="Forbidden")
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from .._protocol import OUTPUT_FORMATS, PATH
+from .._sigv4 import parse_authorization
 from ..voices import Voice, find_voice
 from ._auth import EventChain, verify_request
 from ._config import EmulatorConfig
@@ -193,8 +194,12 @@ def parse_request(
         if isinstance(verified, ServiceError):
             return verified
         access_key_id, chain = verified
-        if access_key_id in config.unauthorized_keys:
-            return access_denied(config.unauthorized_error)
+    else:
+        # Signatures unchecked: who signed is still what the authorization header says.
+        authorization = parse_authorization(next((v for n, v in headers if n == "authorization"), ""))
+        access_key_id = authorization.access_key_id if authorization is not None else None
+    if access_key_id in config.unauthorized_keys:
+        return access_denied(config.unauthorized_error)
     content_type = next((value for name, value in headers if name == "content-type"), "")
     if not content_type.startswith(CONTENT_TYPE):
         return validation(f"Content-Type must be {CONTENT_TYPE}")
