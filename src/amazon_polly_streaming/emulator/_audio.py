@@ -60,8 +60,12 @@ class _Espeak:
         """Native-rate s16le PCM of ``text`` (caller holds ``lock``)."""
         lib = self._load()
         if voice != self._voice:
-            if lib.espeak_SetVoiceByName(voice) != 0:
-                lib.espeak_SetVoiceByName(b"en-us")
+            # "de-ch+f3", else the language alone ("de+f3"), else American English.
+            name, _, variant = voice.partition(b"+")
+            fallback = name.partition(b"-")[0] + b"+" + variant
+            for candidate in (voice, fallback, b"en-us+" + variant):
+                if lib.espeak_SetVoiceByName(candidate) == 0:
+                    break
             self._voice = voice
         data = text.encode("utf-8") + b"\0"
         self._chunks = []
