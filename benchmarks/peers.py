@@ -110,7 +110,8 @@ def find_python(minimum: tuple[int, int] = PEER_MIN_PYTHON) -> str | None:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed): installs shared between concurrent runs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
         try:
@@ -135,7 +136,7 @@ def ensure_requirements(name: str, requirements: list[str], python: str, venvs: 
     interpreter = venv / "bin" / "python"
     marker = venv / ".installed"
     wanted = _marker_text(requirements, python)
-    with _locked(venvs / f".{name}.lock"):
+    with locked(venvs / f".{name}.lock"):
         if interpreter.exists() and marker.exists():
             found = marker.read_text()
             if found == wanted:

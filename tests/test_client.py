@@ -70,9 +70,12 @@ async def test_text_longer_than_one_event_is_split() -> None:
     async with serve(audio="tone") as (emulator, client):
         await collect(client, text=text)
         record = emulator.requests[-1]
-        assert len(record.texts) == 2
+        # At most 3,000 billed characters per TextEvent (Polly developer guide),
+        # each cut at a sentence end.
+        assert len(record.texts) == 4
         assert "".join(t["text"] for t in record.texts) == text
-        assert max(len(t["text"]) for t in record.texts) <= 6000
+        assert max(len(t["text"]) for t in record.texts) <= 3000
+        assert all(t["text"].endswith(". ") for t in record.texts)
 
 
 async def test_session_reports_request_id_billing_and_timings() -> None:
@@ -436,11 +439,10 @@ async def test_tls_failures_are_clear_transport_errors(tmp_path: Path) -> None:
 
 async def test_verify_false_warns(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="amazon_polly_streaming")
-    from amazon_polly_streaming._session import ssl_context
+    from amazon_polly_streaming._dial import tls_context
 
-    ssl_context.cache_clear()
+    tls_context.cache_clear()
     async with serve({"verify": False}, audio="tone") as (emulator, client):
-        client.verify = False
         await collect(client)
         await collect(client)
         other = make_client(emulator, verify=False)
@@ -507,7 +509,8 @@ async def test_https_proxy_tunnel(monkeypatch: pytest.MonkeyPatch) -> None:
             assert tunnels == [f"CONNECT 127.0.0.1:{emulator.port} HTTP/1.1".encode()]
             monkeypatch.setenv("HTTPS_PROXY", proxy_url)
             from_env = make_client(emulator)
-            assert await collect(from_env)
+            # A connection of its own: the first client's idle one would be shared.
+            assert await collect(from_env, use_pool=False)
             await from_env.close()
             assert len(tunnels) == 2
             monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")

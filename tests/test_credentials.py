@@ -30,13 +30,13 @@ def test_empty_keys_are_refused() -> None:
 
 async def test_explicit_tuple() -> None:
     resolver = CredentialResolver(("AKID", SECRET, TOKEN), environ={})
-    creds = await resolver.get()
+    creds = await resolver.get(5.0)
     assert (creds.access_key_id, creds.session_token) == ("AKID", TOKEN)
 
 
 async def test_environment_without_botocore() -> None:
     env = {"AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_SESSION_TOKEN": TOKEN}
-    creds = await CredentialResolver(None, environ=env).get()
+    creds = await CredentialResolver(None, environ=env).get(5.0)
     assert creds.access_key_id == "AKIDENV"
     assert creds.session_token == TOKEN
 
@@ -53,9 +53,9 @@ async def test_provider_runs_off_the_loop_and_refreshes_before_expiry() -> None:
         return Credentials(f"AKID{len(calls)}", SECRET, expiry=time.time() + lifetime)
 
     resolver = CredentialResolver(provider, environ={})
-    first = await resolver.get()
-    second = await resolver.get()
-    third = await resolver.get()
+    first = await resolver.get(5.0)
+    second = await resolver.get(5.0)
+    third = await resolver.get(5.0)
     assert (first.access_key_id, second.access_key_id, third.access_key_id) == ("AKID1", "AKID2", "AKID2")
     assert len(calls) == 2
 
@@ -70,7 +70,7 @@ async def test_botocore_like_objects() -> None:
         def get_frozen_credentials(self) -> Any:
             return Frozen()
 
-    creds = await CredentialResolver(BotocoreCredentials(), environ={}).get()
+    creds = await CredentialResolver(BotocoreCredentials(), environ={}).get(5.0)
     assert creds.access_key_id == "AKIDBOTO"
 
 
@@ -79,7 +79,7 @@ async def test_failing_provider_is_a_credentials_error_without_secrets() -> None
         raise OSError("sso token expired")
 
     with pytest.raises(CredentialsError, match="sso token expired") as info:
-        await CredentialResolver(provider, environ={}).get()
+        await CredentialResolver(provider, environ={}).get(5.0)
     assert isinstance(info.value, RuntimeError)
 
 
@@ -92,7 +92,7 @@ async def test_botocore_chain_used_when_environment_is_empty(tmp_path: Any, monk
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(config))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    creds = await CredentialResolver(None, environ={}).get()
+    creds = await CredentialResolver(None, environ={}).get(5.0)
     assert creds.access_key_id == "AKIDPROFILE"
 
 
@@ -106,4 +106,4 @@ async def test_no_credentials_anywhere(tmp_path: Any, monkeypatch: pytest.Monkey
     monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
     monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
     with pytest.raises(CredentialsError, match="unable to locate"):
-        await CredentialResolver(None, environ={}).get()
+        await CredentialResolver(None, environ={}).get(5.0)

@@ -87,3 +87,39 @@ def test_transcribe_doc_end_frame_decodes() -> None:
     assert list(message.headers) == [":date", ":chunk-signature"]
     assert message.payload == b""
     assert len(message.headers[":chunk-signature"]) == 32  # type: ignore[arg-type]
+
+
+def test_each_envelope_is_signed_with_the_key_and_scope_of_its_own_date() -> None:
+    # AWS's SDKs derive the scope from each message's date (aws-sdk-go-v2's
+    # stream signer, smithy-python, aws-sdk-js-v3 signMessage): a stream that
+    # crosses 00:00 UTC switches day in the middle of its chain.
+    from amazon_polly_streaming._protocol import RequestSigner, synthesis_params
+    from amazon_polly_streaming.credentials import Credentials
+
+    secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+    before = calendar.timegm((2026, 4, 1, 23, 59, 59))
+    after = before + 2
+    request = RequestSigner("us-east-1").sign(
+        synthesis_params(voice_id="Matthew"),
+        authority="a",
+        credentials=Credentials("AKIDEXAMPLE", secret),
+        amz_date=_amz(before),
+        user_agent="t",
+    )
+    signer = request.event_signer
+    previous = signer.last_signature
+    for when in (before, after):
+        day = _amz(when)[:8]
+        envelope = signer.sign(b"payload", when * 1000)
+        expected = chunk_signature(
+            derive_signing_key(secret, day, "us-east-1", "polly"),
+            credential_scope(day, "us-east-1", "polly"),
+            previous,
+            date_header(when * 1000),
+            _amz(when),
+            b"payload",
+        )
+        (decoded,) = EventStreamDecoder().feed(envelope)
+        assert decoded.headers[":chunk-signature"] == expected
+        previous = expected
+    assert "20260402" in repr(signer)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +84,24 @@ def _smithy_negative(name: str) -> bytes:
     return bytes.fromhex("0100001100000000f40861c5") + b"0" * (16 * 1024**2 + 1) + bytes.fromhex("2ab4c5a5")
 
 
-@pytest.mark.parametrize("name", sorted(SMITHY["negative"]))
+# smithy-python caps payloads at 16 MiB; the Smithy event-stream specification
+# allows 24 MiB (25,165,824 bytes), which is what we enforce.
+_SMITHY_PYTHON_ONLY = {"INVALID_PAYLOAD_LENGTH"}
+
+
+@pytest.mark.parametrize("name", sorted(set(SMITHY["negative"]) - _SMITHY_PYTHON_ONLY))
 def test_smithy_negative_vectors_raise_our_error(name: str) -> None:
     with pytest.raises(EventStreamError):
         _decode_all(_smithy_negative(name))
+
+
+def test_payload_limit_is_the_smithy_specs_24_mib() -> None:
+    (message,) = _decode_all(_smithy_negative("INVALID_PAYLOAD_LENGTH"))  # 16 MiB + 1: within the spec
+    assert len(message.payload) == 16 * 1024**2 + 1
+    total = 16 + 24 * 1024**2 + 1
+    prelude = struct.pack(">II", total, 0)
+    with pytest.raises(EventStreamError, match="payload length"):
+        EventStreamDecoder().feed(prelude + struct.pack(">I", zlib.crc32(prelude)))
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (GO / "encoded" / "positive").iterdir()))

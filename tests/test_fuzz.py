@@ -187,10 +187,11 @@ def test_sign_then_verify_round_trip(extra: dict[str, str], secret: str) -> None
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.binary(max_size=300), min_size=1, max_size=6), st.integers(0, 2**40))
 def test_event_chain_verifies_independently(payloads: list[bytes], start_ms: int) -> None:
-    key = derive_signing_key("secret", "20260401", "us-east-1", "polly")
-    scope = "20260401/us-east-1/polly/aws4_request"
+    def key_for(day: str) -> bytes:
+        return derive_signing_key("secret", day, "us-east-1", "polly")
+
     seed = bytes(32)
-    signer = EventSigner(key, scope, seed)
+    signer = EventSigner(key_for("20260401"), "20260401/us-east-1/polly/aws4_request", seed, key_for=key_for)
     previous = seed
     decoder = EventStreamDecoder()
     for index, payload in enumerate(payloads):
@@ -199,6 +200,8 @@ def test_event_chain_verifies_independently(payloads: list[bytes], start_ms: int
         assert envelope.payload == payload
         assert envelope.headers[":date"] == when
         amz = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when // 1000))
-        expected = chunk_signature(key, scope, previous, date_header(when), amz, payload)
+        # Each envelope with the key and scope of its own day.
+        scope = f"{amz[:8]}/us-east-1/polly/aws4_request"
+        expected = chunk_signature(key_for(amz[:8]), scope, previous, date_header(when), amz, payload)
         assert envelope.headers[":chunk-signature"] == expected
         previous = expected

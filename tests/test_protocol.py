@@ -7,6 +7,7 @@ import json
 import pytest
 
 from amazon_polly_streaming import _protocol as protocol
+from amazon_polly_streaming import _response as response
 from amazon_polly_streaming._eventstream import EventStreamDecoder, encode_headers, encode_message
 from amazon_polly_streaming._sigv4 import canonical_request, parse_authorization
 from amazon_polly_streaming.credentials import Credentials
@@ -36,8 +37,8 @@ def _exception(exception_type: str, body: dict[str, object]) -> bytes:
     return encode_message(encode_headers(headers), json.dumps(body).encode())
 
 
-def _ok_parser() -> protocol.ResponseParser:
-    parser = protocol.ResponseParser()
+def _ok_parser() -> response.ResponseParser:
+    parser = response.ResponseParser()
     parser.receive_headers(
         [(b":status", b"200"), (b"content-type", b"application/vnd.amazon.eventstream"), (b"x-amzn-requestid", b"r-1")]
     )
@@ -105,11 +106,111 @@ def test_text_event_json_and_split() -> None:
         "FlushStreamConfiguration": {"Force": True},
     }
     text = ("word " * 3000).strip()
-    pieces = protocol.split_text(text, 6000)
+    pieces = protocol.split_text(text)
     assert "".join(pieces) == text
-    assert all(len(piece) <= 6000 for piece in pieces)
-    assert pieces[0].endswith(" ")
-    assert protocol.split_text("x" * 12001, 6000) == ["x" * 6000, "x" * 6000, "x"]
+    assert all(len(piece) <= 3000 for piece in pieces)
+    assert all(piece.endswith(" ") for piece in pieces[:-1])
+    assert protocol.split_text("x" * 6001) == ["x" * 3000, "x" * 3000, "x"]
+
+
+def test_plain_text_is_cut_at_a_sentence_end_when_one_is_near() -> None:
+    sentence = "A sentence of some length, with words. "
+    text = sentence * 200
+    pieces = protocol.split_text(text)
+    assert "".join(pieces) == text
+    assert all(piece.endswith(". ") for piece in pieces[:-1])
+    assert max(len(piece) for piece in pieces) <= 3000
+
+
+def test_astral_characters_count_twice_and_are_never_cut() -> None:
+    # Polly counts UTF-16 code units: an emoji is two characters.
+    text = "\U0001f600" * 2000  # 4,000 units
+    pieces = protocol.split_text(text)
+    assert "".join(pieces) == text
+    assert [protocol.utf16_length(piece) for piece in pieces] == [3000, 1000]
+    for piece in pieces:
+        piece.encode("utf-8")  # no lone surrogate from a cut inside a pair
+
+
+def test_text_events_split_plain_text_and_flush_only_the_last() -> None:
+    events = protocol.text_events("word " * 1000, flush=True)
+    bodies = [json.loads(EventStreamDecoder().feed(event)[0].payload) for event in events]
+    assert len(bodies) == 2
+    assert "FlushStreamConfiguration" not in bodies[0]
+    assert bodies[1]["FlushStreamConfiguration"] == {"Force": True}
+
+
+@pytest.mark.parametrize(
+    ("document", "words"),
+    [
+        ("<speak>" + "x" * 3001 + "</speak>", "3001"),  # over 3,000 billed
+        ("<speak>" + "<break/>" * 750 + "x" + "</speak>", "6016"),  # over 6,000 with tags
+    ],
+)
+def test_an_ssml_document_over_the_event_limits_is_refused(document: str, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        protocol.text_events(document, text_type="ssml")
+
+
+def test_an_ssml_document_within_the_limits_is_one_event() -> None:
+    document = "<speak>" + '<prosody rate="slow">word</prosody> ' * 150 + "</speak>"
+    assert len(document) > 3000
+    assert protocol.billed_length(document, ssml=True) < 3000
+    assert len(protocol.text_events(document, text_type="ssml")) == 1
+
+
+def test_a_lone_surrogate_is_refused() -> None:
+    with pytest.raises(ValueError, match="lone surrogate"):
+        protocol.text_events("bad \ud800 text")
+
+
+@pytest.mark.parametrize("field", ["voice_id", "engine", "language_code", "sample_rate", "lexicon_names"])
+@pytest.mark.parametrize("bad", ["Mat\r\nX-Evil: 1", "Mat\x00", "Mat thew", " Matthew", "Matth\x7f", "Mätthew", ""])
+def test_header_values_must_be_visible_ascii(field: str, bad: str) -> None:
+    arguments: dict[str, object] = {"voice_id": "Matthew", field: [bad] if field == "lexicon_names" else bad}
+    with pytest.raises(ValueError, match=r"empty|visible ASCII|lexicon names|not valid for"):
+        protocol.synthesis_params(**arguments)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "rate"),
+    [
+        ("mp3", "24000"),
+        ("ogg_vorbis", "24000"),
+        ("pcm", "16000"),
+        ("ogg_opus", "48000"),
+        ("mulaw", "8000"),
+        ("alaw", "8000"),
+    ],
+)
+def test_sample_rate_defaults_to_the_formats_documented_default(fmt: str, rate: str) -> None:
+    assert protocol.synthesis_params(voice_id="Matthew", output_format=fmt).sample_rate == rate
+
+
+def test_language_code_is_sent_only_when_given() -> None:
+    signer = protocol.RequestSigner("us-east-1")
+    creds = Credentials("AKIDEXAMPLE", SECRET)
+    for language, expected in ((None, None), ("en-GB", "en-GB")):
+        params = protocol.synthesis_params(voice_id="Matthew", language_code=language)
+        headers, _ = signer.request_headers(
+            params, authority="a", credentials=creds, amz_date="20260401T120000Z", user_agent="t"
+        )
+        assert dict(headers).get("x-amzn-languagecode") == expected
+
+
+def test_signed_request_repr_hides_the_signature_and_token() -> None:
+    signer = protocol.RequestSigner("us-east-1")
+    request = signer.sign(
+        protocol.synthesis_params(voice_id="Matthew"),
+        authority="a",
+        credentials=Credentials("AKIDEXAMPLE", SECRET, "TOKEN-VALUE"),
+        amz_date="20260401T120000Z",
+        user_agent="t",
+    )
+    text = repr(request)
+    assert "Signature=" not in text
+    assert "TOKEN-VALUE" not in text
+    assert SECRET not in repr(vars(signer) if hasattr(signer, "__dict__") else signer)
 
 
 def test_audio_and_stream_closed() -> None:
@@ -123,18 +224,96 @@ def test_audio_and_stream_closed() -> None:
     assert items == [b"abc", UnknownEvent("Mystery", b"?"), StreamClosedEvent(5)]
     assert parser.request_id == "r-1"
     assert parser.request_characters == 5
-    parser.receive_end()
+    assert parser.end_error() is None
 
 
 def test_end_without_stream_closed_is_an_error() -> None:
     parser = _ok_parser()
     parser.receive_data(_event("AudioEvent", b"abc"))
-    with pytest.raises(IncompleteStreamError):
-        parser.receive_end()
+    assert isinstance(parser.end_error(), IncompleteStreamError)
     parser = _ok_parser()
     parser.receive_data(_event("AudioEvent", b"abc")[:-3])
-    with pytest.raises(IncompleteStreamError, match="inside"):
-        parser.receive_end()
+    error = parser.end_error()
+    assert isinstance(error, IncompleteStreamError)
+    assert "inside" in str(error)
+
+
+def test_audio_before_an_exception_in_the_same_read_comes_first() -> None:
+    parser = _ok_parser()
+    items = parser.receive_data(
+        _event("AudioEvent", b"tail") + _exception("ThrottlingException", {"message": "slow down"})
+    )
+    assert items[0] == b"tail"
+    assert isinstance(items[1], ThrottlingException)
+    assert len(items) == 2
+
+
+def test_audio_after_stream_closed_is_a_protocol_error() -> None:
+    parser = _ok_parser()
+    items = parser.receive_data(_event("StreamClosedEvent", b'{"RequestCharacters":1}') + _event("AudioEvent", b"x"))
+    assert items[0] == StreamClosedEvent(1)
+    assert isinstance(items[1], ProtocolError)
+
+
+@pytest.mark.parametrize("status", [b"abc", b"", b"2000", b"20x", b"-20"])
+def test_a_malformed_status_is_a_protocol_error(status: bytes) -> None:
+    with pytest.raises(ProtocolError, match="malformed :status"):
+        response.ResponseParser().receive_headers([(b":status", status)])
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("ThrottlingException", "ThrottlingException"),
+        ("com.amazonaws.polly#ThrottlingException", "ThrottlingException"),
+        ("ValidationException:http://internal.amazon.com/coral/com.amazon.coral.validate/", "ValidationException"),
+        ("aws.protocoltests.restjson#FooError:http://internal.amazon.com/", "FooError"),
+        ("FooError,BarError", "FooError"),
+    ],
+)
+def test_error_types_are_sanitized_as_aws_sdks_do(raw: str, clean: str) -> None:
+    assert response.clean_error_type(raw) == clean
+
+
+@pytest.mark.parametrize(
+    "error_type",
+    [
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "IncompleteSignature",
+        "AccessDeniedException",
+        "ExpiredTokenException",
+        "RequestExpired",
+        "com.amazonaws.polly#AccessDeniedException",
+    ],
+)
+@pytest.mark.parametrize("status", [400, 403])
+def test_auth_errors_are_authentication_errors_whatever_the_status(error_type: str, status: int) -> None:
+    parser = response.ResponseParser()
+    parser.receive_headers([(b":status", str(status).encode()), (b"x-amzn-errortype", error_type.encode())])
+    parser.receive_data(json.dumps({"message": "no"}).encode())
+    error = parser.end_error()
+    assert isinstance(error, AuthenticationError)
+    short = error_type.rsplit("#", 1)[-1]
+    assert error.error_type == short
+    assert short in str(error)
+    assert not error.retry_safe
+    if short == "AccessDeniedException":
+        assert "polly:StartSpeechSynthesisStream" in str(error)
+
+
+def test_namespaced_modeled_error_is_typed() -> None:
+    parser = response.ResponseParser()
+    parser.receive_headers([(b":status", b"400"), (b"x-amzn-errortype", b"com.amazonaws.polly#ThrottlingException")])
+    parser.receive_data(json.dumps({"message": "Rate exceeded"}).encode())
+    error = parser.end_error()
+    assert type(error) is ThrottlingException
+    assert error.message == "Rate exceeded"
+    # The same name in a body's __type (no header):
+    parser = response.ResponseParser()
+    parser.receive_headers([(b":status", b"400")])
+    parser.receive_data(json.dumps({"__type": "com.amazonaws.polly#ValidationException", "message": "bad"}).encode())
+    assert type(parser.end_error()) is ValidationException
 
 
 @pytest.mark.parametrize(
@@ -157,10 +336,9 @@ def test_exception_events_map_to_types(name: str, cls: type[ServiceException]) -
         "serviceCode": "polly",
         "throttlingReasons": [{"reason": "r", "resource": "x"}],
     }
-    with pytest.raises(cls) as info:
-        parser.receive_data(_exception(name, body))
-    exc = info.value
+    (exc,) = parser.receive_data(_exception(name, body))
     assert type(exc) is cls
+    assert isinstance(exc, ServiceException)
     assert exc.error_type == name
     assert exc.message == "nope"
     assert exc.request_id == "r-1"
@@ -178,9 +356,10 @@ def test_exception_events_map_to_types(name: str, cls: type[ServiceException]) -
 def test_error_message_type() -> None:
     parser = _ok_parser()
     headers = {":message-type": "error", ":error-code": "InternalError", ":error-message": "boom"}
-    with pytest.raises(ServiceException, match="boom") as info:
-        parser.receive_data(encode_message(encode_headers(headers), b""))
-    assert info.value.error_type == "InternalError"
+    (error,) = parser.receive_data(encode_message(encode_headers(headers), b""))
+    assert isinstance(error, ServiceException)
+    assert "boom" in str(error)
+    assert error.error_type == "InternalError"
 
 
 @pytest.mark.parametrize(
@@ -197,7 +376,7 @@ def test_error_message_type() -> None:
     ],
 )
 def test_error_responses(status: int, error_type: str | None, cls: type[Exception]) -> None:
-    parser = protocol.ResponseParser()
+    parser = response.ResponseParser()
     headers = [(b":status", str(status).encode()), (b"x-amzn-requestid", b"r-2")]
     if error_type:
         headers.append((b"x-amzn-errortype", f"{error_type}:http://internal.amazon.com/coral/".encode()))
@@ -207,15 +386,15 @@ def test_error_responses(status: int, error_type: str | None, cls: type[Exceptio
     assert parser.is_error
     assert parser.receive_data(body) == []
     assert parser.error_body_complete
-    with pytest.raises(cls, match="text from the service") as info:
-        parser.receive_end()
-    exc = info.value
+    exc = parser.end_error()
+    assert isinstance(exc, cls)
+    assert "text from the service" in str(exc)
     assert getattr(exc, "request_id", None) == "r-2"
     assert isinstance(exc, ServiceException) != isinstance(exc, TransportError)
 
 
 def test_unexpected_content_type_and_missing_status() -> None:
     with pytest.raises(ProtocolError):
-        protocol.ResponseParser().receive_headers([(b":status", b"200"), (b"content-type", b"text/html")])
+        response.ResponseParser().receive_headers([(b":status", b"200"), (b"content-type", b"text/html")])
     with pytest.raises(ProtocolError):
-        protocol.ResponseParser().receive_headers([(b"content-type", b"text/html")])
+        response.ResponseParser().receive_headers([(b"content-type", b"text/html")])

@@ -85,10 +85,9 @@ async def test_fault_matrix(kind: str, phase: str, use_pool: bool) -> None:
         # The same client goes on working...
         assert await collect(client, use_pool=use_pool)
         # ...with no stream left on any of its connections.
-        runtime = client._runtime
-        assert runtime is not None
-        assert not runtime.sessions
-        assert all(not conn.streams for conn in runtime.pool._all)
+        runtime = client._runtime()
+        assert not runtime.streams
+        assert all(not conn.streams for conn in runtime.pool.connections)
         await emulator.wait_for(lambda: emulator.active_streams == 0)
     # serve() checked that no task, socket or connection outlived close().
 
@@ -190,7 +189,7 @@ async def _secret_run(ready: dict[str, Any], token: str) -> dict[str, Any]:
             assert signer is not None
             signatures.append(signer.last_signature.hex())
             texts.append(repr(signer))
-        texts.append(repr(client._runtime.signer if client._runtime else None))
+        texts.append(repr(client._runtime().signer))
         texts.append(repr(Credentials(KEY, SECRET, token)))
         # Errors of every family, with the secret in play.
         for text in ("{{fault:throttling}} x", "{{fault:drop@after_headers}} x", "{{fault:http_error}} x"):

@@ -2,9 +2,14 @@
 
 The protocol object feeds received bytes to ``h2`` and routes the resulting
 events to per-stream channels; writers enqueue bytes that leave as the peer's
-flow-control window allows. It owns every wait: each one has a deadline, and a
-stream waiting on a silent connection probes it with PING so that a dead
-network fails within the read timeout instead of hanging.
+flow-control window and the socket allow. It owns every wait: each one has a
+deadline, and a stream waiting on a silent connection probes it with PING so
+that a dead network fails within the read timeout instead of hanging.
+
+A hostile or broken server cannot make it grow without bound: received data
+is bounded by the windows we advertise (empty DATA frames are never queued),
+and when the server stops reading while we must still answer it (PING
+acknowledgements), the write buffer is capped and the connection fails.
 """
 
 from __future__ import annotations
@@ -12,9 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import h2.config
@@ -25,18 +29,15 @@ import h2.exceptions
 import h2.settings
 
 from .exceptions import (
-    ConnectError,
     ConnectionLostError,
-    ConnectTimeoutError,
     PollyStreamingError,
     ProtocolError,
     ReadTimeoutError,
     StreamResetError,
-    TLSError,
     TransportError,
 )
 
-__all__ = ["Connection", "Stream", "open_connection"]
+__all__ = ["Connection", "Stream"]
 
 logger = logging.getLogger("amazon_polly_streaming")
 
@@ -55,6 +56,10 @@ STREAM_WINDOW = 1024 * 1024
 #: Receive window of the connection (one active stream per connection, plus
 #: room for data still arriving on a stream that was just reset).
 CONNECTION_WINDOW = 2 * STREAM_WINDOW
+#: Bytes we let wait in the socket's write buffer. Beyond it the server is
+#: not reading what it asked for (PING acknowledgements, say): fail rather
+#: than buffer without bound.
+WRITE_BUFFER_LIMIT = 1024 * 1024
 _CANCEL = h2.errors.ErrorCodes.CANCEL
 
 _DataReceived = h2.events.DataReceived
@@ -64,7 +69,6 @@ _StreamReset = h2.events.StreamReset
 _WindowUpdated = h2.events.WindowUpdated
 _ConnectionTerminated = h2.events.ConnectionTerminated
 _RemoteSettingsChanged = h2.events.RemoteSettingsChanged
-_PingAckReceived = h2.events.PingAckReceived
 
 
 class Stream:
@@ -91,7 +95,7 @@ class Stream:
         self.remote_ended = False
         self.local_closed = False
         self._inbox: deque[tuple[bytes, int]] = deque()
-        self._error: PollyStreamingError | None = None
+        self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._outbox: deque[bytes] = deque()
         self._end_after_outbox = False
@@ -215,13 +219,15 @@ class Stream:
             finally:
                 timer.cancel()
                 self._drain_waiter = None
+        if self._error is not None:
+            raise self._error
 
     def _pump(self) -> None:
         conn = self._conn
         h2conn = conn.h2
         outbox = self._outbox
         try:
-            while outbox:
+            while outbox and not conn.write_paused:
                 window = h2conn.local_flow_control_window(self.id)
                 if window <= 0:
                     break
@@ -250,11 +256,14 @@ class Stream:
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
 
-    # ------------------------------------------------------------- events
+    # ------------------------------------------------------------- ending
 
-    def _fail(self, error: PollyStreamingError) -> None:
-        # A stream the server already ended completed normally: its reader
-        # still gets every byte and a clean end. Nothing more can be sent.
+    def fail(self, error: BaseException) -> None:
+        """End the stream with ``error``: its reader and writer raise it.
+
+        A stream the server already ended completed normally: its reader
+        still gets every byte and a clean end. Nothing more can be sent.
+        """
         if self._error is None and not self.remote_ended:
             self._error = error
         self._outbox.clear()
@@ -265,9 +274,15 @@ class Stream:
             waiter.set_result(None)
 
     def reset(self) -> None:
-        """Abandon the stream: RST_STREAM(CANCEL) unless it is already closed."""
+        """Abandon the stream: RST_STREAM(CANCEL) unless HTTP/2 already closed it both ways.
+
+        Whatever failed the stream on our side (a text source, a timeout),
+        the server must hear of it, or the stream keeps counting against the
+        connection's concurrency limit.
+        """
         conn = self._conn
-        if not self.closed and conn.is_open:
+        h2_stream = conn.h2.streams.get(self.id)
+        if conn.is_open and h2_stream is not None and not h2_stream.closed:
             with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
                 conn.h2.reset_stream(self.id, _CANCEL)
         self.local_closed = True
@@ -313,7 +328,7 @@ class _H2Connection(h2.connection.H2Connection):
 
 
 class Connection(asyncio.Protocol):
-    """An HTTP/2 client connection; create it with :func:`open_connection`."""
+    """An HTTP/2 client connection; ``_dial.open_connection`` makes them."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, authority: str) -> None:
         config = h2.config.H2Configuration(
@@ -328,14 +343,17 @@ class Connection(asyncio.Protocol):
         self.loop = loop
         self.authority = authority
         self.streams: dict[int, Stream] = {}
-        self.transport: asyncio.Transport | None = None
+        # Any transport with write/close/abort: asyncio's, uvloop's (whose
+        # SSL transport is not an asyncio.Transport subclass), a proxy's.
+        self.transport: Any = None
         self.is_open = False
         self.goaway = False
+        self.write_paused = False
         self.frames_received = 0
-        self.idle_since = loop.time()
         self._closed_waiter: asyncio.Future[None] = loop.create_future()
         self._error: PollyStreamingError | None = None
-        self._on_close: Callable[[Connection], None] | None = None
+        #: Called once the socket is gone (the pool forgets the connection).
+        self.on_close: Callable[[Connection], None] | None = None
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed"
@@ -343,12 +361,18 @@ class Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        return self.is_open and not self.goaway and not self.streams
+        """Open, not going away, idle, and allowed another stream by the server."""
+        h2conn = self.h2
+        return (
+            self.is_open
+            and not self.goaway
+            and not self.streams
+            and h2conn.open_outbound_streams < h2conn.remote_settings.max_concurrent_streams
+        )
 
     # ---------------------------------------------------------- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.is_open = True
         h2conn = self.h2
@@ -376,10 +400,12 @@ class Connection(asyncio.Protocol):
             # Most frequent first: this loop runs for every frame received.
             if isinstance(event, _DataReceived):
                 stream = streams.get(event.stream_id)
-                if stream is not None:
+                if stream is not None and event.data:
                     stream._inbox.append((event.data, event.flow_controlled_length))
                     stream._wake()
                 elif event.flow_controlled_length:
+                    # Empty (maybe padded) frames and frames of forgotten
+                    # streams hold nothing to read: never queue them.
                     self.acknowledge(event.stream_id, event.flow_controlled_length)
             elif isinstance(event, _ResponseReceived):
                 stream = streams.get(event.stream_id)
@@ -403,7 +429,7 @@ class Connection(asyncio.Protocol):
                 if stream is not None:
                     code = event.error_code
                     name = getattr(code, "name", str(code))
-                    stream._fail(StreamResetError(f"the server reset the stream ({name})", error_code=int(code)))
+                    stream.fail(StreamResetError(f"the server reset the stream ({name})", error_code=int(code)))
             elif isinstance(event, _RemoteSettingsChanged):
                 self._pump_all()
             elif isinstance(event, _ConnectionTerminated):
@@ -414,24 +440,40 @@ class Connection(asyncio.Protocol):
         # Let asyncio close the transport; connection_lost does the rest.
         return False
 
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._pump_all()
+        self.flush()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.is_open = False
         error = self._error or ConnectionLostError(
             "the connection closed" + (f": {exc}" if exc else "") + " while the stream was open"
         )
         for stream in list(self.streams.values()):
-            stream._fail(error)
+            stream.fail(error)
         if not self._closed_waiter.done():
             self._closed_waiter.set_result(None)
-        if self._on_close is not None:
-            self._on_close(self)
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close(self)
 
     # ---------------------------------------------------------- operations
 
     def flush(self) -> None:
         data = self.h2.data_to_send()
-        if data and self.transport is not None and self.is_open:
-            self.transport.write(data)
+        transport = self.transport
+        if data and transport is not None and self.is_open:
+            transport.write(data)
+            if self.write_paused and transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+                self._abort(
+                    ConnectionLostError(
+                        f"the server stopped reading: more than {WRITE_BUFFER_LIMIT // 1024} KiB wait to be sent"
+                    )
+                )
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         """Hand ``size`` consumed bytes back to the peer's send window.
@@ -454,8 +496,8 @@ class Connection(asyncio.Protocol):
                 return
             self.flush()
 
-    def open_stream(self, headers: Sequence[tuple[bytes, bytes]]) -> Stream:
-        """Send request headers (body to follow) and return the new stream."""
+    def open_stream(self, headers: Iterable[tuple[bytes, bytes]]) -> Stream:
+        """Queue the request headers (body to follow); ``flush`` sends them."""
         if not self.is_open:
             raise self._error or ConnectionLostError("the connection is closed")
         if self.goaway:
@@ -483,7 +525,7 @@ class Connection(asyncio.Protocol):
         code = getattr(event.error_code, "name", str(event.error_code))
         for stream_id, stream in list(self.streams.items()):
             if stream_id > last:
-                stream._fail(ConnectionLostError(f"the server sent GOAWAY ({code}) before processing the stream"))
+                stream.fail(ConnectionLostError(f"the server sent GOAWAY ({code}) before processing the stream"))
         if not any(stream_id <= last for stream_id in self.streams):
             self.close()
         logger.debug("GOAWAY from %s (%s, last stream %s)", self.authority, code, last)
@@ -491,10 +533,14 @@ class Connection(asyncio.Protocol):
     def _abort(self, error: PollyStreamingError) -> None:
         self._error = error
         for stream in list(self.streams.values()):
-            stream._fail(error)
+            stream.fail(error)
+        self.abort()
+
+    def abort(self) -> None:
+        """Drop the socket now, without a goodbye."""
+        self.is_open = False
         if self.transport is not None:
             self.transport.abort()
-        self.is_open = False
 
     def close(self) -> None:
         """Say GOAWAY and close; ``wait_closed`` waits for the socket to go."""
@@ -518,119 +564,3 @@ class Connection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.abort()
             await asyncio.sleep(0)
-
-
-def _tls_error(exc: BaseException) -> bool:
-    return isinstance(exc, ssl.SSLError | ssl.CertificateError)
-
-
-async def open_connection(
-    *,
-    host: str,
-    port: int,
-    authority: str,
-    ssl_context: ssl.SSLContext,
-    server_hostname: str | None,
-    connect_timeout: float,
-    proxy: tuple[str, int, bytes | None] | None = None,
-) -> Connection:
-    """Connect, handshake TLS with ALPN ``h2`` and send the HTTP/2 preface."""
-    loop = asyncio.get_running_loop()
-    conn = Connection(loop, authority)
-    target = f"{host}:{port}"
-    try:
-        async with asyncio.timeout(connect_timeout):
-            if proxy is None:
-                await loop.create_connection(
-                    lambda: conn,
-                    host,
-                    port,
-                    ssl=ssl_context,
-                    server_hostname=server_hostname,
-                    ssl_handshake_timeout=connect_timeout,
-                )
-            else:
-                await _connect_through_proxy(
-                    loop, conn, proxy, host, port, ssl_context, server_hostname, connect_timeout
-                )
-    except TimeoutError:
-        conn.close()
-        raise ConnectTimeoutError(f"connecting to {target} took longer than {connect_timeout:g} s") from None
-    except PollyStreamingError:
-        conn.close()
-        raise
-    except OSError as exc:
-        conn.close()
-        if _tls_error(exc):
-            if isinstance(exc, ssl.SSLCertVerificationError):
-                detail = f"certificate verify failed: {exc.verify_message}"
-            else:
-                detail = getattr(exc, "reason", None) or str(exc)
-            raise TLSError(f"TLS handshake with {target} failed: {detail}") from exc
-        raise ConnectError(f"cannot connect to {target}: {exc.strerror or exc}") from exc
-    transport = conn.transport
-    assert transport is not None
-    ssl_object: Any = transport.get_extra_info("ssl_object")
-    alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
-    if alpn != "h2":
-        conn._abort(TLSError(f"{target} did not negotiate HTTP/2 (ALPN gave {alpn!r})"))
-        raise TLSError(f"{target} did not negotiate HTTP/2 over TLS (ALPN gave {alpn!r}); Polly requires h2")
-    return conn
-
-
-class _TunnelSetup(asyncio.Protocol):
-    """Reads the proxy's answer to CONNECT; TLS then takes the transport over."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.answer: asyncio.Future[bytes] = loop.create_future()
-        self._buffer = b""
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        if b"\r\n\r\n" in self._buffer and not self.answer.done():
-            self.answer.set_result(self._buffer)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.answer.done():
-            self.answer.set_exception(ConnectError("the proxy closed the connection during CONNECT"))
-
-
-async def _connect_through_proxy(
-    loop: asyncio.AbstractEventLoop,
-    conn: Connection,
-    proxy: tuple[str, int, bytes | None],
-    host: str,
-    port: int,
-    ssl_context: ssl.SSLContext,
-    server_hostname: str | None,
-    connect_timeout: float,
-) -> None:
-    """Tunnel with HTTP CONNECT, then start TLS to the endpoint inside the tunnel."""
-    proxy_host, proxy_port, authorization = proxy
-    setup = _TunnelSetup(loop)
-    try:
-        transport, _ = await loop.create_connection(lambda: setup, proxy_host, proxy_port)
-    except OSError as exc:
-        raise ConnectError(f"cannot connect to proxy {proxy_host}:{proxy_port}: {exc.strerror or exc}") from exc
-    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    request = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n".encode("latin-1")
-    if authorization:
-        request += b"Proxy-Authorization: " + authorization + b"\r\n"
-    transport.write(request + b"\r\n")
-    try:
-        answer = await setup.answer
-    except BaseException:
-        transport.close()
-        raise
-    status_line = answer.split(b"\r\n", 1)[0].decode("latin-1")
-    parts = status_line.split(" ", 2)
-    if len(parts) < 2 or parts[1] != "200":
-        transport.close()
-        raise ConnectError(f"proxy {proxy_host}:{proxy_port} refused the tunnel: {status_line}")
-    tls_transport = await loop.start_tls(
-        transport, setup, ssl_context, server_hostname=server_hostname, ssl_handshake_timeout=connect_timeout
-    )
-    if tls_transport is None:
-        raise ConnectError("the proxy tunnel closed during the TLS handshake")
-    tls_transport.set_protocol(conn)
-    conn.connection_made(tls_transport)

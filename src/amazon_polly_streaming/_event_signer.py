@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import struct
 import time
+from collections.abc import Callable
 
 from ._eventstream import encode_message
 
@@ -54,14 +55,29 @@ class EventSigner:
     """Wraps payloads in signed envelopes, chaining each signature to the last.
 
     ``signing_key`` and ``scope`` are those of the request (its date, region
-    and service); ``seed_signature`` is the request's raw signature.
+    and service); ``seed_signature`` is the request's raw signature. Each
+    envelope is signed with the key and scope of its own ``:date``, as AWS's
+    SDKs do (aws-sdk-go-v2 ``aws/signer/v4`` stream signer, smithy-python's
+    event signer, aws-sdk-js-v3 ``signMessage``: each derives the scope from
+    the message's signing date), so a stream that crosses 00:00 UTC keeps a
+    valid chain; ``key_for(YYYYMMDD)`` gives the key of another day.
     """
 
-    __slots__ = ("_amz_date", "_amz_second", "_key", "_previous", "_scope")
+    __slots__ = ("_amz_date", "_amz_second", "_day", "_key", "_key_for", "_previous", "_scope", "_scope_suffix")
 
-    def __init__(self, signing_key: bytes, scope: str, seed_signature: bytes) -> None:
+    def __init__(
+        self,
+        signing_key: bytes,
+        scope: str,
+        seed_signature: bytes,
+        *,
+        key_for: Callable[[str], bytes] | None = None,
+    ) -> None:
         self._key = signing_key
         self._scope = scope
+        self._day = scope[:8]
+        self._scope_suffix = scope[8:]  # "/<region>/<service>/aws4_request"
+        self._key_for = key_for
         self._previous = seed_signature
         self._amz_second = -1
         self._amz_date = ""
@@ -80,7 +96,14 @@ class EventSigner:
             # strftime costs more than the rest of a signature; events
             # within the same second share it.
             self._amz_second = second
-            self._amz_date = _amz_date(second)
+            self._amz_date = amz_date = _amz_date(second)
+            day = amz_date[:8]
+            if day != self._day:
+                if self._key_for is None:
+                    raise ValueError(f"cannot sign an envelope of {day} with the key of {self._day}")
+                self._key = self._key_for(day)
+                self._day = day
+                self._scope = day + self._scope_suffix
         date = date_header(epoch_ms)
         signature = chunk_signature(self._key, self._scope, self._previous, date, self._amz_date, payload)
         self._previous = signature

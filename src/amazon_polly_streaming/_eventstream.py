@@ -37,10 +37,12 @@ __all__ = [
     "encode_message",
 ]
 
-# Limits of the format as AWS's SDKs enforce them.
+# Limits of the format as the Smithy event-stream specification sets them
+# (smithy.io, "Event streams": a message's payload is at most 24 MiB =
+# 25,165,824 bytes, its headers at most 128 KiB = 131,072 bytes).
 MAX_HEADERS_LENGTH = 128 * 1024
 MAX_HEADER_VALUE_LENGTH = 32767
-MAX_PAYLOAD_LENGTH = 16 * 1024 * 1024
+MAX_PAYLOAD_LENGTH = 24 * 1024 * 1024
 _PRELUDE_LENGTH = 12
 _MIN_MESSAGE_LENGTH = 16
 DEFAULT_MAX_MESSAGE_LENGTH = MAX_PAYLOAD_LENGTH + MAX_HEADERS_LENGTH + _MIN_MESSAGE_LENGTH

@@ -1,53 +1,60 @@
-"""The StartSpeechSynthesisStream protocol, sans-IO.
+"""The StartSpeechSynthesisStream request, sans-IO: arguments, signed headers, text events.
 
 Everything between "the caller's arguments" and "bytes on an HTTP/2 stream"
 that needs no socket and no clock: argument validation, the signed request
-headers, the text events, and the mapping of the server's messages to audio,
-the end of the stream, or typed errors.
+headers, and the encoded text events. The server's side of the conversation
+is parsed in ``_response``.
+
+Rules come from Polly's service model (botocore 1.44.5,
+``botocore/data/polly/2016-06-10/service-2.json``, operation
+``StartSpeechSynthesisStream``) and the Polly developer guide.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from . import _sigv4
 from ._event_signer import EventSigner
-from ._eventstream import EventStreamDecoder, Message, encode_headers, encode_message
+from ._eventstream import encode_headers, encode_message
 from .credentials import Credentials
-from .events import StreamClosedEvent, UnknownEvent
-from .exceptions import (
-    MODELED_EXCEPTIONS,
-    AuthenticationError,
-    HTTPStatusError,
-    IncompleteStreamError,
-    PollyStreamingError,
-    ProtocolError,
-    ServiceException,
-)
 
 __all__ = [
     "CLOSE_STREAM_EVENT",
+    "DEFAULT_SAMPLE_RATES",
+    "MAX_BILLED_CHARS",
     "MAX_TEXT_EVENT_CHARS",
     "OUTPUT_FORMATS",
     "PATH",
     "RequestSigner",
-    "ResponseParser",
+    "SignedRequest",
     "SynthesisParams",
-    "service_error",
+    "billed_length",
     "split_text",
     "synthesis_params",
     "text_event",
+    "text_events",
+    "utf16_length",
 ]
 
 PATH = "/v1/synthesisStream"
 SERVICE = "polly"
 EVENT_STREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"
+#: One TextEvent carries at most 6,000 characters, of which at most 3,000 are
+#: billed (SSML tags are not billed): the Polly developer guide's limits for
+#: bidirectional streaming. Plain text is all billed, so it goes in events of
+#: at most 3,000 characters.
 MAX_TEXT_EVENT_CHARS = 6000
+MAX_BILLED_CHARS = 3000
 MAX_LEXICONS = 5
 
-#: Valid sample rates (Hz, as strings) per output format.
+#: Valid sample rates (Hz, as strings) per output format, and the default the
+#: service uses when the request names none (the model's ``SampleRate``
+#: documentation: mp3/ogg_vorbis 24000 for generative voices, pcm 16000,
+#: ogg_opus 48000, mulaw/alaw 8000).
 OUTPUT_FORMATS: dict[str, frozenset[str]] = {
     "mp3": frozenset({"8000", "16000", "22050", "24000", "44100", "48000"}),
     "ogg_vorbis": frozenset({"8000", "16000", "22050", "24000", "44100", "48000"}),
@@ -55,6 +62,14 @@ OUTPUT_FORMATS: dict[str, frozenset[str]] = {
     "ogg_opus": frozenset({"48000"}),
     "mulaw": frozenset({"8000"}),
     "alaw": frozenset({"8000"}),
+}
+DEFAULT_SAMPLE_RATES: dict[str, str] = {
+    "mp3": "24000",
+    "ogg_vorbis": "24000",
+    "pcm": "16000",
+    "ogg_opus": "48000",
+    "mulaw": "8000",
+    "alaw": "8000",
 }
 TEXT_TYPES = ("text", "ssml")
 
@@ -73,39 +88,53 @@ class SynthesisParams(NamedTuple):
     lexicon_names: tuple[str, ...] = ()
 
 
-def _non_empty_str(name: str, value: object) -> str:
+def _header_value(name: str, value: object) -> str:
+    """A value that may go into an HTTP header as is: visible ASCII, nothing else.
+
+    CR, LF, NUL, spaces or non-ASCII would reach the wire byte for byte (and
+    could split or smuggle headers), so they are refused before any I/O.
+    """
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
-    if not value.strip():
+    if not value:
         raise ValueError(f"{name} must not be empty")
+    if not all("!" <= c <= "~" for c in value):
+        raise ValueError(f"{name} may hold only visible ASCII characters, not {value!r}")
     return value
+
+
+_LEXICON_NAME = re.compile(r"[0-9A-Za-z]{1,20}")  # the model's LexiconName pattern
 
 
 def synthesis_params(
     *,
     voice_id: object,
     engine: object = "generative",
-    language_code: object = "en-US",
+    language_code: object = None,
     output_format: object = "mp3",
-    sample_rate: object = "24000",
+    sample_rate: object = None,
     lexicon_names: Iterable[str] | None = None,
 ) -> SynthesisParams:
-    """Check the caller's arguments; raise ``ValueError``/``TypeError`` before any I/O."""
-    voice = _non_empty_str("voice_id", voice_id)
-    engine_name = _non_empty_str("engine", engine)
-    language = None if language_code is None else _non_empty_str("language_code", language_code)
-    fmt = _non_empty_str("output_format", output_format)
+    """Check the caller's arguments; raise ``ValueError``/``TypeError`` before any I/O.
+
+    ``language_code`` stays None unless given: the model says to specify it
+    only for bilingual voices, and AWS's SDKs send the header only when the
+    caller sets it. ``sample_rate`` None is the format's documented default.
+    """
+    voice = _header_value("voice_id", voice_id)
+    engine_name = _header_value("engine", engine)
+    language = None if language_code is None else _header_value("language_code", language_code)
+    fmt = _header_value("output_format", output_format)
     rates = OUTPUT_FORMATS.get(fmt)
     if rates is None:
         raise ValueError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, not {fmt!r}")
-    if isinstance(sample_rate, int) and not isinstance(sample_rate, bool):
+    if sample_rate is None:
+        sample_rate = DEFAULT_SAMPLE_RATES[fmt]
+    elif isinstance(sample_rate, int) and not isinstance(sample_rate, bool):
         sample_rate = str(sample_rate)
-    if not isinstance(sample_rate, str):
-        raise TypeError(f"sample_rate must be a str of Hz, not {type(sample_rate).__name__}")
-    if sample_rate not in rates:
-        raise ValueError(
-            f"sample_rate {sample_rate!r} is not valid for {fmt}; use one of {', '.join(sorted(rates, key=int))}"
-        )
+    rate = _header_value("sample_rate", sample_rate)
+    if rate not in rates:
+        raise ValueError(f"sample_rate {rate!r} is not valid for {fmt}; use one of {', '.join(sorted(rates, key=int))}")
     lexicons: tuple[str, ...] = ()
     if lexicon_names is not None:
         if isinstance(lexicon_names, str):
@@ -114,16 +143,37 @@ def synthesis_params(
         if len(lexicons) > MAX_LEXICONS:
             raise ValueError(f"at most {MAX_LEXICONS} lexicons may be applied")
         for name in lexicons:
-            if not (isinstance(name, str) and 1 <= len(name) <= 20 and name.isascii() and name.isalnum()):
-                raise ValueError(f"lexicon names are 1-20 letters or digits, not {name!r}")
-    return SynthesisParams(voice, engine_name, language, fmt, sample_rate, lexicons)
+            if not isinstance(name, str) or _LEXICON_NAME.fullmatch(name) is None:
+                raise ValueError(f"lexicon names are 1-20 ASCII letters or digits, not {name!r}")
+    return SynthesisParams(voice, engine_name, language, fmt, rate, lexicons)
+
+
+class SignedRequest:
+    """A stream's signed request headers and the signer of its events.
+
+    The headers hold the signature and maybe a session token: this object's
+    ``repr`` shows neither, and it is not a sequence, so error reporters that
+    walk lists and tuples in traceback locals stop at its ``repr``.
+    """
+
+    __slots__ = ("_headers", "event_signer")
+
+    def __init__(self, headers: list[tuple[str, str]], event_signer: EventSigner) -> None:
+        self._headers = headers
+        self.event_signer = event_signer
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._headers)
+
+    def __repr__(self) -> str:
+        return f"SignedRequest(<{len(self._headers)} headers, redacted>)"
 
 
 class RequestSigner:
-    """Builds the signed request headers of one stream and its event signer.
+    """Signs the requests of one region, keeping the signing key of the current day.
 
-    Keeps the derived signing key of the current day so that only the
-    request's own HMAC is computed per stream.
+    Only the request's own HMAC is computed per stream; each stream's event
+    signer asks this object for the key of its envelopes' dates.
     """
 
     __slots__ = ("_key_cache", "region")
@@ -143,7 +193,7 @@ class RequestSigner:
         self._key_cache = (datestamp, secret, key)
         return key
 
-    def request_headers(
+    def sign(
         self,
         params: SynthesisParams,
         *,
@@ -151,7 +201,7 @@ class RequestSigner:
         credentials: Credentials,
         amz_date: str,
         user_agent: str,
-    ) -> tuple[list[tuple[str, str]], EventSigner]:
+    ) -> SignedRequest:
         """The HTTP/2 request headers (pseudo-headers first) and the stream's event signer.
 
         ``amz_date`` is the signing time as ``YYYYMMDDTHHMMSSZ``.
@@ -173,8 +223,9 @@ class RequestSigner:
         if credentials.session_token:
             signed.append(("x-amz-security-token", credentials.session_token))
         datestamp = amz_date[:8]
+        secret = credentials.secret_access_key
         scope = _sigv4.credential_scope(datestamp, self.region, SERVICE)
-        key = self._signing_key(credentials.secret_access_key, datestamp)
+        key = self._signing_key(secret, datestamp)
         auth = _sigv4.sign_request(
             method="POST",
             path=PATH,
@@ -191,7 +242,27 @@ class RequestSigner:
         headers.extend(item for item in signed if item[0] != "host")
         headers.append(("authorization", auth.header))
         headers.append(("user-agent", user_agent))
-        return headers, EventSigner(key, scope, auth.signature)
+
+        def key_for(day: str) -> bytes:
+            return self._signing_key(secret, day)
+
+        signer = EventSigner(key, scope, auth.signature, key_for=key_for)
+        return SignedRequest(headers, signer)
+
+    def request_headers(
+        self,
+        params: SynthesisParams,
+        *,
+        authority: str,
+        credentials: Credentials,
+        amz_date: str,
+        user_agent: str,
+    ) -> tuple[list[tuple[str, str]], EventSigner]:
+        """:meth:`sign`, as a plain header list and the event signer."""
+        request = self.sign(
+            params, authority=authority, credentials=credentials, amz_date=amz_date, user_agent=user_agent
+        )
+        return list(request), request.event_signer
 
 
 # ------------------------------------------------------------------------ text events
@@ -219,187 +290,91 @@ def text_event(text: str, *, text_type: str | None = None, flush: bool = False) 
     return encode_message(_TEXT_EVENT_HEADERS, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
 
 
-def split_text(text: str, limit: int = MAX_TEXT_EVENT_CHARS) -> list[str]:
-    """Cut ``text`` into pieces of at most ``limit`` characters.
+def utf16_length(text: str) -> int:
+    """Length in UTF-16 code units, as a Java service counts characters (emoji count twice)."""
+    if text.isascii():
+        return len(text)
+    return len(text) + sum(1 for c in text if c > "\uffff")
 
-    Polly reassembles text across events, so any cut is correct; cutting
-    after white space where possible keeps words whole for the emulator and
-    for log readers.
+
+_TAG = re.compile(r"<[^>]*>")
+_ENTITY = re.compile(r"&(?:#[0-9]+|#x[0-9a-fA-F]+|[A-Za-z]+);")
+
+
+def billed_length(text: str, *, ssml: bool) -> int:
+    """Characters Polly bills for ``text``: all of plain text; SSML without its tags."""
+    if ssml:
+        text = _ENTITY.sub("_", _TAG.sub("", text))
+    return utf16_length(text)
+
+
+_SENTENCE_END = re.compile(r"[.!?;:。！？][\"')\]]*\s+")
+_SPACE = re.compile(r"\s+")
+
+
+def _cut_point(text: str, start: int, end: int) -> int:
+    """Where to end a piece within ``text[start:end]``: after a sentence end or white space if one is near."""
+    near = max(start + 1, end - (end - start) // 4)
+    best = -1
+    for match in _SENTENCE_END.finditer(text, near, end):
+        best = match.end()
+    if best < 0:
+        for match in _SPACE.finditer(text, near, end):
+            best = match.end()
+    return best if best > start else end
+
+
+def split_text(text: str, limit: int = MAX_BILLED_CHARS) -> list[str]:
+    """Cut plain ``text`` into pieces of at most ``limit`` UTF-16 units.
+
+    Polly reassembles text across events, so any cut is correct; cutting after
+    a sentence end or white space where one is near keeps words whole. Cuts
+    fall between code points, never inside a surrogate pair.
     """
-    if len(text) <= limit:
+    if utf16_length(text) <= limit:
         return [text]
     pieces = []
     start = 0
-    while len(text) - start > limit:
+    size = len(text)
+    while utf16_length(text[start:]) > limit:
         end = start + limit
-        space = max(text.rfind(" ", start, end), text.rfind("\n", start, end))
-        if space > start:
-            end = space + 1
+        while utf16_length(text[start:end]) > limit:
+            # Each astral character takes two units: shrink until it fits.
+            end -= (utf16_length(text[start:end]) - limit + 1) // 2
+        end = _cut_point(text, start, min(end, size))
         pieces.append(text[start:end])
         start = end
     pieces.append(text[start:])
     return pieces
 
 
-# ----------------------------------------------------------------------- response
-
-
-def _json_object(payload: bytes) -> dict[str, object]:
+def _check_encodable(text: str) -> None:
     try:
-        value = json.loads(payload)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"text holds a lone surrogate ({text[exc.start]!r} at {exc.start}), which is not valid Unicode text"
+        ) from None
 
 
-def _clean_error_type(value: str) -> str:
-    # Services may append a namespace, e.g. "ValidationException:http://...".
-    return value.split(":", 1)[0].strip()
+def text_events(text: str, *, text_type: str | None = None, flush: bool = False) -> list[bytes]:
+    """The encoded TextEvents that carry ``text``: checked, and split where it is plain text.
 
-
-def service_error(
-    error_type: str,
-    body: dict[str, object],
-    *,
-    request_id: str | None,
-    status_code: int | None = None,
-    fallback_message: str = "",
-) -> ServiceException:
-    """The typed exception for a Polly error; unknown types give the base class."""
-    message = body.get("Message", body.get("message", fallback_message))
-    cls = MODELED_EXCEPTIONS.get(error_type, ServiceException)
-    return cls(
-        str(message) if message is not None else "",
-        error_type=error_type,
-        request_id=request_id,
-        status_code=status_code,
-        details=body,
-    )
-
-
-_ERROR_BODY_LIMIT = 64 * 1024
-
-
-class ResponseParser:
-    """Turns the response's headers and body bytes into audio, events or errors.
-
-    ``receive_data`` returns audio as plain ``bytes`` items (the hot path) and
-    anything else as :class:`StreamClosedEvent` or :class:`UnknownEvent`. Service
-    exceptions in the stream are raised.
+    Raises ``TypeError``/``ValueError`` for what the service would refuse: a
+    lone surrogate, or an SSML document over the per-event limits (a document
+    must be whole inside one event, so it cannot be split).
     """
-
-    __slots__ = (
-        "_decoder",
-        "_error_body",
-        "_error_type",
-        "_expected_length",
-        "closed",
-        "request_characters",
-        "request_id",
-        "status",
-    )
-
-    def __init__(self) -> None:
-        self.status: int | None = None
-        self.request_id: str | None = None
-        self.closed = False
-        self.request_characters: int | None = None
-        self._decoder = EventStreamDecoder()
-        self._error_type: str | None = None
-        self._error_body = bytearray()
-        self._expected_length: int | None = None
-
-    @property
-    def is_error(self) -> bool:
-        return self.status is not None and not 200 <= self.status < 300
-
-    def receive_headers(self, headers: Sequence[tuple[bytes, bytes]]) -> None:
-        content_type = None
-        for name, value in headers:
-            if name == b":status":
-                self.status = int(value)
-            elif name == b"x-amzn-requestid":
-                self.request_id = value.decode("latin-1")
-            elif name == b"x-amzn-errortype":
-                self._error_type = _clean_error_type(value.decode("latin-1"))
-            elif name == b"content-type":
-                content_type = value.decode("latin-1")
-            elif name == b"content-length" and value.isdigit():
-                self._expected_length = int(value)
-        if self.status is None:
-            raise ProtocolError("response without :status")
-        if not self.is_error and content_type is not None and not content_type.startswith(EVENT_STREAM_CONTENT_TYPE):
-            raise ProtocolError(f"unexpected response content-type {content_type!r}")
-
-    @property
-    def error_body_complete(self) -> bool:
-        """For an error response: the body announced by content-length has arrived."""
-        return self._expected_length is not None and len(self._error_body) >= self._expected_length
-
-    def receive_data(self, data: bytes) -> list[bytes | StreamClosedEvent | UnknownEvent]:
-        if self.is_error:
-            room = _ERROR_BODY_LIMIT - len(self._error_body)
-            if room > 0:
-                self._error_body += data[:room]
-            return []
-        out: list[bytes | StreamClosedEvent | UnknownEvent] = []
-        for message in self._decoder.feed(data):
-            headers = message.headers
-            message_type = headers.get(":message-type")
-            if message_type == "event":
-                event_type = headers.get(":event-type")
-                if event_type == "AudioEvent":
-                    if message.payload:
-                        out.append(message.payload)
-                elif event_type == "StreamClosedEvent":
-                    self._on_stream_closed(message)
-                    out.append(StreamClosedEvent(self.request_characters or 0))
-                else:
-                    out.append(UnknownEvent(str(event_type), message.payload))
-            elif message_type == "exception":
-                error_type = str(headers.get(":exception-type", "ServiceException"))
-                raise service_error(error_type, _json_object(message.payload), request_id=self.request_id)
-            elif message_type == "error":
-                code = str(headers.get(":error-code", "UnknownError"))
-                text = str(headers.get(":error-message", ""))
-                raise ServiceException(text, error_type=code, request_id=self.request_id)
-            else:
-                raise ProtocolError(f"unknown :message-type {message_type!r}")
-        return out
-
-    def _on_stream_closed(self, message: Message) -> None:
-        self.closed = True
-        count = _json_object(message.payload).get("RequestCharacters")
-        if isinstance(count, int):
-            self.request_characters = count
-
-    def error(self) -> PollyStreamingError:
-        """The exception for a non-2xx response, from its headers and the body so far."""
-        status = self.status or 0
-        body = _json_object(bytes(self._error_body))
-        error_type = self._error_type or _clean_error_type(str(body.get("__type", body.get("code", ""))))
-        if error_type in MODELED_EXCEPTIONS:
-            return service_error(error_type, body, request_id=self.request_id, status_code=status)
-        message = body.get("Message", body.get("message"))
-        text = f"HTTP {status}"
-        if error_type:
-            text += f" {error_type}"
-        if message:
-            text += f": {message}"
-        if self.request_id:
-            text += f" (request id {self.request_id})"
-        cls = AuthenticationError if status in (401, 403) else HTTPStatusError
-        return cls(text, status_code=status, error_type=error_type or None, request_id=self.request_id)
-
-    def receive_end(self) -> None:
-        """The server ended the stream: raise unless it ended properly."""
-        if self.status is None:
-            raise ProtocolError("stream ended before response headers")
-        if self.is_error:
-            raise self.error()
-        if self._decoder.buffered:
-            raise IncompleteStreamError(
-                f"stream ended inside an event-stream message ({self._decoder.buffered} bytes pending): audio truncated"
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, not {type(text).__name__}")
+    _check_encodable(text)
+    if text_type == "ssml":
+        total, billed = utf16_length(text), billed_length(text, ssml=True)
+        if total > MAX_TEXT_EVENT_CHARS or billed > MAX_BILLED_CHARS:
+            raise ValueError(
+                f"an SSML document must fit in one event: at most {MAX_TEXT_EVENT_CHARS} characters with tags "
+                f"and {MAX_BILLED_CHARS} without (this one has {total} and {billed}); split it into several documents"
             )
-        if not self.closed:
-            raise IncompleteStreamError("stream ended without StreamClosedEvent: audio may be truncated")
+        return [text_event(text, text_type=text_type, flush=flush)]
+    pieces = split_text(text)
+    last = len(pieces) - 1
+    return [text_event(piece, text_type=text_type, flush=flush and i == last) for i, piece in enumerate(pieces)]

@@ -1,23 +1,29 @@
 """``PollyStreamingClient``: the public entry point.
 
 This module stays cheap to import: asyncio, ssl and h2 load with the first
-stream (``_session``), so ``import amazon_polly_streaming`` costs almost
-nothing in a process that only wants the types or the CLI's help.
+stream, so ``import amazon_polly_streaming`` costs almost nothing in a
+process that only wants the types or the CLI's help. It checks every
+argument before any I/O and hands the work down: ``_runtime`` (one per event
+loop), ``_session`` (one stream), ``_synthesize`` (the one-call generator).
 """
 
 from __future__ import annotations
 
 import os
 
+from ._config import ClientConfig, Endpoint, ProxyConfig, check_region, check_verify, positive, proxy_for
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import AsyncIterable, AsyncIterator, Iterable
     from contextlib import AbstractAsyncContextManager
     from types import TracebackType
-    from typing import Any, TypeAlias
+    from typing import TypeAlias
 
     from ._protocol import SynthesisParams
-    from ._session import Runtime, SpeechStream
+    from ._runtime import Runtime
+    from ._session import SpeechStream
     from .credentials import CredentialsSource
     from .retries import RetryPolicy
 
@@ -30,69 +36,30 @@ __all__ = ["DEFAULT_REGION", "Endpoint", "PollyStreamingClient"]
 DEFAULT_REGION = "eu-central-1"
 
 
-class Endpoint:
-    """Where to connect: host, port, and the ``:authority`` that is signed."""
-
-    __slots__ = ("authority", "host", "port", "url")
-
-    def __init__(self, url: str) -> None:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(url)
-        if parts.scheme != "https":
-            raise ValueError(f"endpoint_url must be an https:// URL (Polly speaks HTTP/2 over TLS), not {url!r}")
-        if not parts.hostname:
-            raise ValueError(f"endpoint_url has no host: {url!r}")
-        try:
-            port = parts.port or 443
-        except ValueError as exc:
-            raise ValueError(f"endpoint_url has an invalid port: {url!r}") from exc
-        self.url = url
-        self.host = parts.hostname
-        self.port = port
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.authority = host if port == 443 else f"{host}:{port}"
-
-    def __repr__(self) -> str:
-        return f"Endpoint({self.url!r})"
-
-
-def _check_region(region: object) -> str:
-    if not isinstance(region, str):
-        raise TypeError(f"region must be a str, not {type(region).__name__}")
-    if not region or not all(c.isalnum() or c == "-" for c in region) or not region.isascii():
-        raise ValueError(f"invalid region {region!r}")
-    return region
-
-
-def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds")
-    if not value > 0:
-        raise ValueError(f"{name} must be positive")
-    return float(value)
-
-
 class PollyStreamingClient:
     """An asyncio client for Polly's bidirectional ``StartSpeechSynthesisStream``.
 
-    Construction does no I/O. Each stream leases one pooled HTTP/2
-    connection; ``pool_size`` streams run at once and further calls wait for
-    a lease. Use one client per process (and per event loop), and close it
-    with ``await client.close()`` or ``async with client:``.
+    Construction does no network I/O. Each stream leases one pooled HTTP/2
+    connection; ``pool_size`` streams of this client run at once and further
+    calls wait for a lease. Clients of one event loop that point at the same
+    endpoint with the same TLS and proxy settings share their idle
+    connections. Close a client with ``await client.close()`` or
+    ``async with client:``; one used from several event loops (a thread each)
+    keeps separate connections per loop.
 
     Parameters beyond the documented ``region`` and ``pool_size``:
 
     * ``endpoint_url`` -- connect here instead of ``polly.<region>.amazonaws.com``
-      (default from ``AWS_ENDPOINT_URL_POLLY``, then ``AWS_ENDPOINT_URL``).
+      (default from ``AWS_ENDPOINT_URL_POLLY``, then ``AWS_ENDPOINT_URL``);
+      ``https://host[:port]`` only.
     * ``verify`` -- ``True`` (system CAs), ``False`` (no verification; logs a
       warning) or a CA bundle path (default from ``AWS_CA_BUNDLE``).
-    * ``connect_timeout`` -- seconds for TCP + TLS + HTTP/2 set-up.
+    * ``connect_timeout`` -- seconds for credentials, TCP, TLS and HTTP/2 set-up.
     * ``read_timeout`` -- seconds of server silence tolerated while it owes a
       response; a silent connection with open input is probed with PING.
     * ``pool_timeout`` -- seconds to wait for a free pooled connection
       (``None``: as long as it takes).
-    * ``idle_timeout`` -- idle pooled connections older than this are replaced.
+    * ``idle_timeout`` -- idle pooled connections close after this long.
     * ``credentials`` -- ``Credentials``, a ``(key, secret[, token])`` tuple, a
       provider callable, or botocore credentials; default: environment, then
       botocore's chain.
@@ -122,64 +89,118 @@ class PollyStreamingClient:
         keepalive_interval: float | None = 3.0,
         retries: RetryPolicy | int | None = None,
     ) -> None:
+        import threading
+
+        from .credentials import CredentialResolver
+        from .retries import as_policy
+
+        environ = os.environ
         if region is None:
-            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
-        self._region = _check_region(region)
+            region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
         if isinstance(pool_size, bool) or not isinstance(pool_size, int):
             raise TypeError("pool_size must be an int")
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
-        self.pool_size = pool_size
-        url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_POLLY") or os.environ.get("AWS_ENDPOINT_URL")
-        self.endpoint = Endpoint(url or f"https://polly.{self._region}.amazonaws.com")
-        if verify is True and os.environ.get("AWS_CA_BUNDLE"):
-            verify = os.environ["AWS_CA_BUNDLE"]
-        if not isinstance(verify, bool | str):
-            raise TypeError("verify must be True, False or a CA bundle path")
-        self.verify: bool | str = verify
-        self.connect_timeout = _positive("connect_timeout", connect_timeout)
-        self.read_timeout = _positive("read_timeout", read_timeout)
-        self.pool_timeout = None if pool_timeout is None else _positive("pool_timeout", pool_timeout)
-        self.idle_timeout = _positive("idle_timeout", idle_timeout)
-        self.keepalive_interval = (
-            None if keepalive_interval is None else _positive("keepalive_interval", keepalive_interval)
-        )
-        if self.keepalive_interval is not None and self.keepalive_interval >= 5:
+        region = check_region(region)
+        url = endpoint_url or environ.get("AWS_ENDPOINT_URL_POLLY") or environ.get("AWS_ENDPOINT_URL")
+        endpoint = Endpoint(url or f"https://polly.{region}.amazonaws.com")
+        if verify is True and environ.get("AWS_CA_BUNDLE"):
+            verify = environ["AWS_CA_BUNDLE"]
+        interval = None if keepalive_interval is None else positive("keepalive_interval", keepalive_interval)
+        if interval is not None and interval >= 5:
             raise ValueError("keepalive_interval must be under Polly's 5 s input idle limit")
-        self.proxy = proxy
-        from .credentials import CredentialResolver
-
-        self._credentials_source = credentials
-        # Validates the source's type now, before any I/O.
-        CredentialResolver(credentials)
-        self._retries = retries
-        self._runtime: Runtime | None = None
+        self._config = ClientConfig(
+            region=region,
+            pool_size=pool_size,
+            endpoint=endpoint,
+            verify=check_verify(verify),
+            connect_timeout=positive("connect_timeout", connect_timeout),
+            read_timeout=positive("read_timeout", read_timeout),
+            pool_timeout=None if pool_timeout is None else positive("pool_timeout", pool_timeout),
+            idle_timeout=positive("idle_timeout", idle_timeout),
+            proxy=proxy_for(endpoint.host, proxy, environ),
+            keepalive_interval=interval,
+            retries=as_policy(retries),
+        )
+        # Checks the source's type now; secrets stay inside Credentials,
+        # whose repr redacts them.
+        self._credentials = CredentialResolver(credentials)
+        self._runtimes: dict[asyncio.AbstractEventLoop, Runtime] = {}
+        self._runtimes_lock = threading.Lock()
         self._closed = False
 
     def __repr__(self) -> str:
+        config = self._config
         return (
-            f"PollyStreamingClient(region={self._region!r}, pool_size={self.pool_size}, endpoint={self.endpoint.url!r})"
+            f"PollyStreamingClient(region={config.region!r}, pool_size={config.pool_size}, "
+            f"endpoint={config.endpoint.url!r})"
         )
+
+    # ------------------------------------------------------------ settings
 
     @property
     def region(self) -> str:
-        return self._region
+        return self._config.region
 
-    def _get_runtime(self) -> Runtime:
-        from ._session import Runtime, current_loop
+    @property
+    def pool_size(self) -> int:
+        return self._config.pool_size
 
-        runtime = self._runtime
-        if runtime is None or runtime.loop is not current_loop():
+    @property
+    def endpoint(self) -> Endpoint:
+        return self._config.endpoint
+
+    @property
+    def verify(self) -> bool | str:
+        return self._config.verify
+
+    @property
+    def proxy(self) -> ProxyConfig | None:
+        """The proxy in use (its credentials redacted from ``repr``), or None."""
+        return self._config.proxy
+
+    @property
+    def connect_timeout(self) -> float:
+        return self._config.connect_timeout
+
+    @property
+    def read_timeout(self) -> float:
+        return self._config.read_timeout
+
+    @property
+    def pool_timeout(self) -> float | None:
+        return self._config.pool_timeout
+
+    @property
+    def idle_timeout(self) -> float:
+        return self._config.idle_timeout
+
+    @property
+    def keepalive_interval(self) -> float | None:
+        return self._config.keepalive_interval
+
+    # ------------------------------------------------------------ runtimes
+
+    def _runtime(self) -> Runtime:
+        """This client's state on the running event loop (made on first use there)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        runtime = self._runtimes.get(loop)
+        if runtime is not None and not runtime.closed:
+            return runtime
+        from ._runtime import Runtime
+        from .exceptions import TransportError
+
+        with self._runtimes_lock:
             if self._closed:
-                from .exceptions import TransportError
-
                 raise TransportError("the client is closed")
-            # First use, or use from a new event loop (asyncio.run called
-            # again): connections belong to one loop, so start afresh.
-            if runtime is not None:
-                runtime.abandon()
-            runtime = self._runtime = Runtime(self, self._credentials_source)
+            for stale in [other for other in self._runtimes if other.is_closed()]:
+                del self._runtimes[stale]  # asyncio.run ended there; its pool closed with it
+            runtime = self._runtimes[loop] = Runtime(self._config, self._credentials)
         return runtime
+
+    # ------------------------------------------------------------ streams
 
     def start_speech_synthesis_stream(
         self,
@@ -187,9 +208,9 @@ class PollyStreamingClient:
         text: TextSource,
         voice_id: str,
         engine: str = "generative",
-        language_code: str = "en-US",
+        language_code: str | None = None,
         output_format: str = "mp3",
-        sample_rate: str = "24000",
+        sample_rate: str | None = None,
         use_pool: bool = True,
         text_type: str | None = None,
         lexicon_names: Iterable[str] | None = None,
@@ -200,61 +221,110 @@ class PollyStreamingClient:
         Returns an async generator. ``text`` is a string, or an iterable or
         async iterable of strings that are sent as TextEvents the moment they
         are produced (LLM tokens), while audio already flows back.
-        ``text_type`` is ``"text"`` or ``"ssml"`` (one SSML document per
-        chunk); ``flush=True`` asks Polly to synthesize each chunk at once.
+        ``language_code`` is sent only when given (it matters for bilingual
+        voices); ``sample_rate`` defaults to the format's documented default
+        (24000 for mp3 and ogg_vorbis, 16000 for pcm, 48000 for ogg_opus,
+        8000 for mulaw and alaw). ``text_type`` is ``"text"`` or ``"ssml"``
+        (one SSML document per chunk); ``flush=True`` asks Polly to
+        synthesize each chunk at once. Every argument, and a string ``text``,
+        is checked here, before any I/O.
 
         The stream ends only after Polly's ``StreamClosedEvent``; anything
         else raises. Breaking out, ``aclose()`` or cancelling resets the
-        HTTP/2 stream and returns the connection to the pool.
+        HTTP/2 stream and returns the connection to the pool; a generator
+        left unclosed keeps its lease until it is collected, so wrap it in
+        ``contextlib.aclosing`` when you may break out early.
         """
         params = _stream_params(voice_id, engine, language_code, output_format, sample_rate, lexicon_names, text_type)
-        if not isinstance(text, str) and not (hasattr(text, "__aiter__") or hasattr(text, "__iter__")):
-            raise TypeError(f"text must be a str or an (async) iterable of str, not {type(text).__name__}")
+        from ._synthesize import synthesize
+
+        policy = self._config.retries
+        if isinstance(text, str):
+            from ._protocol import text_events
+
+            events = text_events(text, text_type=text_type, flush=flush)
+            return synthesize(
+                self._runtime,
+                params,
+                events,
+                whole=True,
+                use_pool=use_pool,
+                text_type=text_type,
+                flush=flush,
+                policy=policy,
+            )
         if isinstance(text, bytes | bytearray | memoryview):
             raise TypeError("text must be str, not bytes")
-        from ._session import synthesize
-
-        return synthesize(self, params, text, use_pool=use_pool, text_type=text_type, flush=flush)
+        if not (hasattr(text, "__aiter__") or hasattr(text, "__iter__")):
+            raise TypeError(f"text must be a str or an (async) iterable of str, not {type(text).__name__}")
+        return synthesize(
+            self._runtime,
+            params,
+            text,
+            whole=False,
+            use_pool=use_pool,
+            text_type=text_type,
+            flush=flush,
+            policy=policy,
+        )
 
     def open_stream(
         self,
         *,
         voice_id: str,
         engine: str = "generative",
-        language_code: str = "en-US",
+        language_code: str | None = None,
         output_format: str = "mp3",
-        sample_rate: str = "24000",
+        sample_rate: str | None = None,
         use_pool: bool = True,
         lexicon_names: Iterable[str] | None = None,
         text_type: str | None = None,
     ) -> AbstractAsyncContextManager[SpeechStream]:
         """A full-duplex session: ``async with client.open_stream(voice_id=...) as stream:``.
 
-        Send with ``await stream.send(text, flush=False)``, ``await stream.flush()``
-        and ``await stream.close_input()``; read audio with ``async for chunk in
-        stream`` (or events with ``stream.events()``). Leaving the block early
-        aborts both directions at once.
+        The request leaves when the block is entered. Send with ``await
+        stream.send(text, flush=False)``, ``await stream.flush()`` and ``await
+        stream.close_input()`` (concurrent sends are serialized); read audio
+        with ``async for chunk in stream`` (or events with ``stream.events()``).
+        Leaving the block early aborts both directions at once.
         """
         params = _stream_params(voice_id, engine, language_code, output_format, sample_rate, lexicon_names, text_type)
         from ._session import open_session
 
-        return open_session(self, params, use_pool=use_pool, text_type=text_type)
+        return open_session(self._runtime, params, use_pool=use_pool, text_type=text_type)
 
     async def prewarm(self, connections: int = 1) -> int:
         """Open up to ``connections`` pooled connections ahead of the first stream.
 
         Returns how many were opened. Credentials are resolved too.
         """
-        runtime = self._get_runtime()
-        await runtime.credentials.get()
-        return await runtime.pool.prewarm(min(connections, self.pool_size))
+        runtime = self._runtime()
+        await runtime.credentials.get(self._config.connect_timeout)
+        return await runtime.prewarm(connections)
 
     async def close(self) -> None:
-        """Close every connection. Streams still running fail with ``TransportError``."""
+        """End this client's streams (they fail with ``TransportError``) and its connections.
+
+        Idle connections shared with other open clients stay for them. A
+        runtime of another event loop is closed on that loop.
+        """
+        import asyncio
+
         self._closed = True
-        runtime, self._runtime = self._runtime, None
-        if runtime is not None:
-            await runtime.close()
+        with self._runtimes_lock:
+            runtimes, self._runtimes = self._runtimes, {}
+        loop = asyncio.get_running_loop()
+        waits = []
+        for owner, runtime in runtimes.items():
+            if owner is loop:
+                waits.append(runtime.close())
+            elif not owner.is_closed():
+                # Never touch another loop's transports from here: ask it.
+                future = asyncio.run_coroutine_threadsafe(runtime.close(), owner)
+                if owner.is_running():
+                    waits.append(asyncio.wait_for(asyncio.wrap_future(future), 2.0))
+        if waits:
+            await asyncio.gather(*waits, return_exceptions=True)
 
     async def __aenter__(self) -> PollyStreamingClient:
         return self
@@ -267,18 +337,13 @@ class PollyStreamingClient:
     ) -> None:
         await self.close()
 
-    def _retry_policy(self) -> Any:
-        from .retries import as_policy
-
-        return as_policy(self._retries)
-
 
 def _stream_params(
     voice_id: str,
     engine: str,
-    language_code: str,
+    language_code: str | None,
     output_format: str,
-    sample_rate: str,
+    sample_rate: str | None,
     lexicon_names: Iterable[str] | None,
     text_type: str | None,
 ) -> SynthesisParams:

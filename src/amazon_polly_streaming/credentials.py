@@ -143,14 +143,18 @@ def _frozen(source: Any) -> Credentials:
 
 
 class CredentialResolver:
-    """Hands out current credentials, refreshing off the event loop when needed."""
+    """Hands out current credentials, refreshing off the event loop when needed.
+
+    Its ``repr`` is the default one and it holds secrets only inside
+    :class:`Credentials`, whose ``repr`` redacts them.
+    """
 
     def __init__(
         self, source: CredentialsSource | None, environ: os._Environ[str] | dict[str, str] | None = None
     ) -> None:
         self._cached: Credentials | None = None
         self._dynamic: Any = None  # a provider or botocore object, consulted on refresh
-        self._lock: asyncio.Lock | None = None
+        self._pending: dict[asyncio.AbstractEventLoop, asyncio.Future[Credentials]] = {}
         self._environ = os.environ if environ is None else environ
         if isinstance(source, Credentials):
             self._cached = source
@@ -164,32 +168,54 @@ class CredentialResolver:
             self._dynamic = source
         self._explicit = source is not None
 
-    async def get(self) -> Credentials:
+    async def get(self, timeout: float) -> Credentials:
+        """Current credentials; a refresh is shared by every waiter and bounded by ``timeout`` seconds."""
         cached = self._cached
-        if cached is not None and cached.fresh_for(REFRESH_MARGIN_SECONDS, time.time()):
+        now = time.time()
+        if cached is not None and cached.fresh_for(REFRESH_MARGIN_SECONDS, now):
             return cached
-        import asyncio
-
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:  # one refresh serves every stream waiting for it
-            cached = self._cached
-            now = time.time()
-            if cached is not None and cached.fresh_for(REFRESH_MARGIN_SECONDS, now):
-                return cached
-            if self._dynamic is None and not self._explicit:
-                from_env = _env_credentials(self._environ)
-                if from_env is not None:
-                    self._cached = from_env
-                    return from_env
-                self._dynamic = await asyncio.to_thread(_botocore_chain)
-            if self._dynamic is None:
+        if self._dynamic is None:
+            if self._explicit:
                 # Explicit static credentials that are about to expire: use
                 # them while they last; the service will say when they do not.
                 assert cached is not None
                 if cached.expiry is not None and cached.expiry <= now:
                     raise CredentialsError("the explicit credentials have expired")
                 return cached
-            fresh = await asyncio.to_thread(_frozen, self._dynamic)
-            self._cached = fresh
-            return fresh
+            from_env = _env_credentials(self._environ)
+            if from_env is not None:
+                self._cached = from_env
+                return from_env
+        import asyncio
+
+        from ._threads import call_in_thread
+
+        loop = asyncio.get_running_loop()
+        pending = self._pending.get(loop)
+        if pending is None:
+            # Single flight: every stream that needs credentials now waits for
+            # this one resolution, in a daemon thread of its own (it may
+            # block on the network or the disk, and cannot be interrupted).
+            pending = self._pending[loop] = call_in_thread(self._refresh, name="polly-credentials")
+            pending.add_done_callback(self._settled)
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending), timeout)
+        except TimeoutError:
+            raise CredentialsError(
+                f"resolving AWS credentials took longer than {timeout:g} s (connect_timeout)"
+            ) from None
+
+    def _settled(self, future: asyncio.Future[Credentials]) -> None:
+        for loop, pending in list(self._pending.items()):
+            if pending is future:
+                del self._pending[loop]
+        if not future.cancelled():
+            future.exception()  # retrieved, even when every waiter gave up
+
+    def _refresh(self) -> Credentials:
+        """Runs in a worker thread: find the chain once, then ask it for current credentials."""
+        if self._dynamic is None:
+            self._dynamic = _botocore_chain()
+        fresh = _frozen(self._dynamic)
+        self._cached = fresh
+        return fresh

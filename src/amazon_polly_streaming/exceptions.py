@@ -192,6 +192,10 @@ class ReadTimeoutError(TransportError, TimeoutError):
 class PoolTimeoutError(TransportError, TimeoutError):
     """No pooled connection became free within ``pool_timeout`` seconds."""
 
+    # The caller's own bound on waiting was reached: another attempt would
+    # only wait again.
+    retryable = False
+
 
 class ConnectionLostError(TransportError):
     """The connection closed or was told to go away while the stream was open."""
@@ -226,7 +230,7 @@ class HTTPStatusError(TransportError):
         self,
         message: str,
         *,
-        status_code: int,
+        status_code: int | None,
         error_type: str | None = None,
         request_id: str | None = None,
     ) -> None:
@@ -234,11 +238,20 @@ class HTTPStatusError(TransportError):
         self.status_code = status_code
         self.error_type = error_type
         self.request_id = request_id
-        self.retryable = status_code >= 500 or status_code == 429
+        # Throttled (429) and server-side failures (5xx) may pass; the rest
+        # would fail the same way again.
+        self.retryable = status_code is not None and (status_code >= 500 or status_code == 429)
 
 
 class AuthenticationError(HTTPStatusError):
-    """The service refused the credentials or the signature (HTTP 401/403)."""
+    """The service refused the credentials, the signature or the permission.
+
+    Every AWS auth error type (``UnrecognizedClientException``,
+    ``InvalidSignatureException``, ``IncompleteSignature``,
+    ``AccessDeniedException``, ``ExpiredTokenException``, ``RequestExpired``,
+    ...) whatever its HTTP status (Polly sends some with 400), and any 401/403.
+    ``error_type`` names the type.
+    """
 
 
 class CredentialsError(TransportError):

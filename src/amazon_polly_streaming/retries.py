@@ -1,35 +1,18 @@
 """Optional retries of failed streams, only while no audio reached the caller.
 
 Off by default so that the documented semantics hold (one call, one stream).
-With a policy, a stream that fails with a throttling or service failure, or a
-lost or refused connection, before its first audio byte is started again after
-an exponential backoff with full jitter. Audio is never duplicated: once a byte
-was yielded, the error is raised as is.
+With a policy, a stream whose error says ``retry_safe`` (a retryable failure:
+throttling, a service failure, HTTP 429/5xx, a lost, refused or reset
+connection, a timeout, a stream cut short -- and no audio delivered yet) is
+started again after an exponential backoff with full jitter. Audio is never
+duplicated: once a byte was yielded, the error is raised as is.
 """
 
 from __future__ import annotations
 
-from .exceptions import (
-    ConnectError,
-    ConnectionLostError,
-    PollyStreamingError,
-    ReadTimeoutError,
-    ServiceFailureException,
-    StreamResetError,
-    ThrottlingException,
-    TLSError,
-)
+from .exceptions import PollyStreamingError
 
 __all__ = ["RetryPolicy", "as_policy"]
-
-_RETRIED = (
-    ThrottlingException,
-    ServiceFailureException,
-    ConnectError,
-    ConnectionLostError,
-    StreamResetError,
-    ReadTimeoutError,
-)
 
 
 class RetryPolicy:
@@ -51,9 +34,9 @@ class RetryPolicy:
 
     def delay(self, error: PollyStreamingError, attempt: int) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or None to give up."""
-        if attempt >= self.max_attempts or error.audio_delivered:
-            return None
-        if not isinstance(error, _RETRIED) or isinstance(error, TLSError):
+        # One rule, the error's own: ``retry_safe`` (worth retrying, and no
+        # audio reached the caller yet).
+        if attempt >= self.max_attempts or not error.retry_safe:
             return None
         import random  # only when a retry happens: keeps the package import light
 

@@ -1,0 +1,155 @@
+"""A client's state on one event loop: its leases of the shared pool, its live streams.
+
+Connections, futures and tasks belong to one event loop. A client used from
+several loops (a thread each, or ``asyncio.run`` called again) has one
+``Runtime`` per loop, and a runtime only ever touches its own loop's
+transports. Everything here runs on that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+from . import __version__
+from ._connection import Connection
+from ._dial import open_connection, tls_context
+from ._pool import ConnectionPool, Slots, shared_pool
+from ._protocol import RequestSigner
+from .exceptions import TransportError
+
+if TYPE_CHECKING:
+    from ._config import ClientConfig
+    from .credentials import CredentialResolver
+
+__all__ = ["USER_AGENT", "Runtime", "StreamOwner"]
+
+logger = logging.getLogger("amazon_polly_streaming")
+USER_AGENT = f"amazon-polly-streaming/{__version__} python/{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+class StreamOwner:
+    """What a runtime needs of a live stream: a way to end it when the client closes."""
+
+    def abandon(self, error: TransportError) -> None:
+        raise NotImplementedError
+
+
+class Runtime:
+    """One client on one event loop."""
+
+    def __init__(self, config: ClientConfig, credentials: CredentialResolver) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.config = config
+        self.endpoint = config.endpoint
+        self.credentials = credentials
+        self.signer = RequestSigner(config.region)
+        self._ssl_context = tls_context(config.verify)
+        self.pool: ConnectionPool = shared_pool(self.loop, config.pool_key())
+        self.pool.attach(self)
+        self.slots = Slots(config.pool_size, config.pool_timeout)
+        self.streams: set[StreamOwner] = set()
+        self._unpooled: set[Connection] = set()
+        self._connecting: set[asyncio.Task[Connection]] = set()
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<Runtime {self.endpoint.authority} streams={len(self.streams)} {self.slots!r}>"
+
+    # ------------------------------------------------------------ connections
+
+    async def _dial(self) -> Connection:
+        config = self.config
+        endpoint = self.endpoint
+        conn = await open_connection(
+            host=endpoint.host,
+            port=endpoint.port,
+            authority=endpoint.authority,
+            ssl_context=self._ssl_context,
+            server_hostname=endpoint.host,
+            connect_timeout=config.connect_timeout,
+            proxy=config.proxy,
+        )
+        logger.debug("connected to %s", endpoint.authority)
+        return conn
+
+    async def connect(self) -> Connection:
+        """A new connection; ``close()`` interrupts it while it is being made."""
+        if self.closed:
+            raise TransportError("the client is closed")
+        task = self.loop.create_task(self._dial())
+        self._connecting.add(task)
+        try:
+            conn = await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self.closed and current is not None and not current.cancelling():
+                raise TransportError("the client was closed while the connection was being made") from None
+            raise
+        finally:
+            self._connecting.discard(task)
+        if self.closed:
+            conn.abort()
+            raise TransportError("the client was closed while the connection was being made")
+        return conn
+
+    async def lease(self, use_pool: bool) -> tuple[Connection, bool]:
+        """A connection for one stream: (connection, reused)."""
+        if self.closed:
+            raise TransportError("the client is closed")
+        if not use_pool:
+            conn = await self.connect()
+            self._unpooled.add(conn)
+            return conn, False
+        await self.slots.acquire()
+        try:
+            idle = self.pool.take_idle()
+            if idle is not None:
+                return idle, True
+            return await self.pool.open(self.connect), False
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def give_back(self, conn: Connection, use_pool: bool) -> None:
+        if not use_pool:
+            self._unpooled.discard(conn)
+            conn.close()
+            return
+        self.pool.give_back(conn, self.config.idle_timeout)
+        self.slots.release()
+
+    async def prewarm(self, count: int) -> int:
+        """Open idle pooled connections until ``count`` wait (within this client's cap)."""
+        opened = 0
+        while self.pool.idle_count < min(count, self.config.pool_size) and self.slots.free > 0:
+            await self.slots.acquire()
+            try:
+                conn = await self.pool.open(self.connect)
+            except BaseException:
+                self.slots.release()
+                raise
+            self.give_back(conn, use_pool=True)
+            opened += 1
+        return opened
+
+    # ------------------------------------------------------------ closing
+
+    async def close(self) -> None:
+        """End this client's streams and connections on this loop; other clients' are untouched."""
+        self.closed = True
+        error = TransportError("the client was closed")
+        for stream in list(self.streams):
+            stream.abandon(error)
+        for task in list(self._connecting):
+            task.cancel()
+        self.slots.close()
+        unpooled = list(self._unpooled)
+        self._unpooled.clear()
+        for conn in unpooled:
+            conn.close()
+        await self.pool.detach(self)
+        if unpooled:
+            await asyncio.gather(*(conn.wait_closed() for conn in unpooled))
