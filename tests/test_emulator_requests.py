@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from amazon_polly_streaming._protocol import DEFAULT_SAMPLE_RATES
 from amazon_polly_streaming.emulator import EmulatorConfig
 from amazon_polly_streaming.emulator._errors import ServiceError
 from amazon_polly_streaming.emulator._events import CloseInput, InboundEvents, TextInput
 from amazon_polly_streaming.emulator._faults import DEFAULT_PHASES, FAULT_KINDS, PHASES, parse_directives
 from amazon_polly_streaming.emulator._requests import (
-    DEFAULT_SAMPLE_RATES,
     LANGUAGE_CODES,
     SynthesisRequest,
     parse_request,
@@ -254,6 +254,10 @@ def test_the_limits_are_per_event_and_ssml_tags_are_not_billed() -> None:
         TextInput("y" * 3000, False, False),
     ]
     assert _events(_text(Text=long_ssml, TextType="ssml")) == [TextInput(long_ssml, True, False)]
+    # Characters as the service counts them: UTF-16 code units (an emoji is two).
+    assert _events(_text(Text="\U0001f600" * 1500)) == [TextInput("\U0001f600" * 1500, False, False)]
+    (error,) = _events(_text(Text="\U0001f600" * 1501))
+    assert isinstance(error, ServiceError)
 
 
 def test_an_unknown_message_or_event_type_is_an_invalid_inbound_event() -> None:

@@ -16,29 +16,19 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .._eventstream import EventStreamDecoder, encode_headers, encode_message
+from .._protocol import MAX_BILLED_CHARS, MAX_TEXT_EVENT_CHARS, TEXT_TYPES, utf16_length
 from ..exceptions import EventStreamError
 from ._auth import EventChain
 from ._errors import ServiceError, invalid_event, validation
 from ._text import ssml_text
 
 __all__ = [
-    "MAX_BILLED_CHARS",
-    "MAX_TEXT_CHARS",
     "CloseInput",
     "InboundEvents",
     "TextInput",
     "audio_event",
     "stream_closed_event",
 ]
-
-#: Per TextEvent: at most 6,000 characters of which at most 3,000 billed (SSML
-#: tags are not billed). The Polly guide's quotas give these numbers for one
-#: synthesis request (``SynthesizeSpeech``, also the model's
-#: ``TextLengthExceededException`` text); SPEC.md part B applies them to each
-#: TextEvent of a stream.
-MAX_TEXT_CHARS = 6000
-MAX_BILLED_CHARS = 3000
-TEXT_TYPES = ("text", "ssml")  # the model's TextType enum
 
 _AUDIO_HEADERS = encode_headers(
     ((":message-type", "event"), (":event-type", "AudioEvent"), (":content-type", "application/octet-stream"))
@@ -93,11 +83,13 @@ def _text_event(payload: bytes) -> TextInput | ServiceError:
     flush_config = body.get("FlushStreamConfiguration")
     if flush_config is not None and not isinstance(flush_config, dict):
         return invalid_event("FlushStreamConfiguration must be an object", "FlushStreamConfiguration")
+    # The per-event limits (``_protocol``: the Polly guide's, counted in UTF-16
+    # code units as the service counts characters): 6,000 with SSML tags, 3,000 billed.
     ssml = text_type == "ssml"
-    if len(text) > MAX_TEXT_CHARS:
-        return validation(f"Text of one TextEvent must be at most {MAX_TEXT_CHARS} characters", "Text")
+    if utf16_length(text) > MAX_TEXT_EVENT_CHARS:
+        return validation(f"Text of one TextEvent must be at most {MAX_TEXT_EVENT_CHARS} characters", "Text")
     try:
-        billed = len(ssml_text(text)) if ssml else len(text)
+        billed = utf16_length(ssml_text(text)) if ssml else utf16_length(text)
     except ValueError as exc:
         return validation(str(exc), "Text")
     if billed > MAX_BILLED_CHARS:

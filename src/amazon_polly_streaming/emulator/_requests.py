@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from .._protocol import OUTPUT_FORMATS, PATH
+from .._protocol import DEFAULT_SAMPLE_RATES, OUTPUT_FORMATS, PATH
 from .._sigv4 import parse_authorization
 from ..voices import Voice, find_voice
 from ._auth import EventChain, verify_request
@@ -22,7 +22,6 @@ from ._config import EmulatorConfig
 from ._errors import ServiceError, access_denied, throttling, validation
 
 __all__ = [
-    "DEFAULT_SAMPLE_RATES",
     "LANGUAGE_CODES",
     "Parameters",
     "SynthesisRequest",
@@ -41,19 +40,6 @@ LANGUAGE_CODES: tuple[str, ...] = (
     "en-ZA", "ca-ES", "de-AT", "yue-CN", "ar-AE", "fi-FI", "en-IE", "nl-BE", "fr-BE", "cs-CZ",
     "de-CH", "en-SG",
 )  # fmt: skip
-
-#: The sample rate used when ``x-amzn-SampleRate`` is absent: the model's
-#: ``SampleRate`` documentation (``SynthesizeSpeechInput``) gives "24000" for
-#: generative voices in mp3 and ogg_vorbis and "16000" for pcm; ogg_opus,
-#: mulaw and alaw each have a single valid rate.
-DEFAULT_SAMPLE_RATES = {
-    "mp3": "24000",
-    "ogg_vorbis": "24000",
-    "pcm": "16000",
-    "ogg_opus": "48000",
-    "mulaw": "8000",
-    "alaw": "8000",
-}
 
 #: The model's ``LexiconNameList``: at most 5 names, each ``[0-9A-Za-z]{1,20}``.
 _MAX_LEXICONS = 5
@@ -145,6 +131,7 @@ def _check_parameters(params: Parameters) -> tuple[Voice, str, int, tuple[str, .
     if fmt not in OUTPUT_FORMATS:
         # "json" is in the model's enum, but the operation "does not support JSON speech marks".
         return validation(f"Output format {fmt} is not supported", "OutputFormat")
+    # Absent, the format's default: the model's SampleRate documentation (``_protocol``).
     rate = params.sample_rate or DEFAULT_SAMPLE_RATES[fmt]
     if rate not in OUTPUT_FORMATS[fmt]:
         return validation(f"Sample rate {rate} is not valid for output format {fmt}", "SampleRate")

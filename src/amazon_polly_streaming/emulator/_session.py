@@ -323,13 +323,20 @@ class SynthesisSession:
 
     async def _close_stream(self) -> None:
         await self._flush_encoder()
-        await self.port.send(stream_closed_event(self.record.billed_characters))
-        self.port.end_stream()
-        self.record.finish("ok")
+        await self._last_message(stream_closed_event(self.record.billed_characters), "ok")
 
-    async def _error(self, error: ServiceError, outcome: str | None = None) -> None:
-        await self.port.send(error.event(), end_stream=True)
-        self.record.finish(outcome or f"error:{error.error_type}")
+    async def _error(self, error: ServiceError) -> None:
+        await self._last_message(error.event(), f"error:{error.error_type}")
+
+    async def _last_message(self, message: bytes, outcome: str) -> None:
+        # Recorded before the bytes leave: a client that has read them may look at the record at once
+        # (the emulator on another thread or in another process).
+        self.record.finish(outcome)
+        try:
+            await self.port.send(message, end_stream=True)
+        except ConnectionError:
+            self.record.outcome = "connection-lost"
+            raise
 
     async def _quota(self, quota_code: str, message: str) -> None:
         try:

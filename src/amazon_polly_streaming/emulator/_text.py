@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ElementTree
 
+from .._protocol import utf16_length
+
 __all__ = ["SentenceBuffer", "billed_characters", "ssml_text"]
 
 # A natural boundary: sentence or clause punctuation followed by white space,
@@ -57,5 +59,8 @@ def ssml_text(document: str) -> str:
 
 
 def billed_characters(text: str, *, ssml: bool) -> int:
-    """Characters Polly bills: all of plain text, the text content of SSML (tags are not billed)."""
-    return len(ssml_text(text) if ssml else text)
+    """Characters Polly bills: all of plain text, the text content of SSML (tags are not billed).
+
+    Counted in UTF-16 code units, as the service counts characters.
+    """
+    return utf16_length(ssml_text(text) if ssml else text)
