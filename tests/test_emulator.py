@@ -203,7 +203,7 @@ async def test_bad_framing_and_events_after_close() -> None:
         response = await raw_request(emulator, headers, late)
         last = response.messages()[-1]
         assert last.headers[":exception-type"] == "ValidationException"
-        assert "after CloseStreamEvent" in json.loads(last.payload)["Message"]
+        assert "after CloseStreamEvent" in json.loads(last.payload)["message"]
 
 
 # ------------------------------------------------------------------ text handling

@@ -60,8 +60,12 @@ class _Espeak:
         """Native-rate s16le PCM of ``text`` (caller holds ``lock``)."""
         lib = self._load()
         if voice != self._voice:
-            if lib.espeak_SetVoiceByName(voice) != 0:
-                lib.espeak_SetVoiceByName(b"en-us")
+            # "de-ch+f3", else the language alone ("de+f3"), else American English.
+            name, _, variant = voice.partition(b"+")
+            fallback = name.partition(b"-")[0] + b"+" + variant
+            for candidate in (voice, fallback, b"en-us+" + variant):
+                if lib.espeak_SetVoiceByName(candidate) == 0:
+                    break
             self._voice = voice
         data = text.encode("utf-8") + b"\0"
         self._chunks = []
@@ -157,17 +161,23 @@ def _g711(pcm: bytes, law: str) -> bytes:
     return bytes(code.astype(np.uint8).tobytes())
 
 
+def _is_tag_placeholder(data: bytes) -> bool:
+    """LAME's reserved Xing/Info frame: a frame header, then zeros until the tag is written on close."""
+    return len(data) > 4 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0 and not any(data[4:])
+
+
 class _AppendOnlySink:
     """A file object for libsndfile that hands out bytes as they are appended.
 
     libsndfile writes MP3 with a placeholder Xing/Info frame that it rewrites
-    on close, and Ogg headers it never revisits. A stream cannot take back
-    bytes it sent, so rewrites of already-sent bytes are dropped, and for MP3
-    the placeholder frame is never sent (decoders then count the frames).
+    on close (at bitrates whose frames can hold it), and Ogg headers it never
+    revisits. A stream cannot take back bytes it sent, so rewrites of
+    already-sent bytes are dropped, and for MP3 the placeholder frame is never
+    sent: its frame count would read as zero.
     """
 
-    def __init__(self, skip_first_write: bool) -> None:
-        self._skip_first = skip_first_write
+    def __init__(self, drop_tag_frame: bool) -> None:
+        self._drop_tag = drop_tag_frame
         self._pos = 0
         self._end = 0
         self._out: list[bytes] = []
@@ -175,10 +185,9 @@ class _AppendOnlySink:
     def write(self, data: Any) -> int:
         size = len(data)
         if self._pos >= self._end:
-            if self._skip_first:
-                self._skip_first = False
-            else:
-                self._out.append(bytes(data))
+            chunk = bytes(data)
+            if not (self._drop_tag and self._pos == 0 and _is_tag_placeholder(chunk)):
+                self._out.append(chunk)
             self._end = self._pos + size
         self._pos += size
         return size
@@ -205,6 +214,15 @@ _SOUNDFILE_FORMATS = {
     "ogg_vorbis": ("OGG", "VORBIS"),
     "ogg_opus": ("OGG", "OPUS"),
 }
+#: A streamed MP3 has no Xing/Info frame (its frame count is known only at the
+#: end), so players, libsndfile and ffprobe take its duration from its size
+#: and the bitrate of the first frame. libsndfile's default is variable
+#: bitrate, whose first (quiet) frame is 8 kbit/s at 24 kHz: 4.6 s of speech
+#: then read as 48.7 s. At a constant bitrate every frame has the same one
+#: and that estimate is exact. Level 0.75 is a speech bitrate: 48 kbit/s at
+#: 22.05 and 24 kHz, 24 kbit/s at 8 kHz. (libsndfile applies the bitrate mode
+#: only together with a compression level.)
+_MP3_OPTIONS: dict[str, Any] = {"bitrate_mode": "CONSTANT", "compression_level": 0.75}
 
 
 class StreamEncoder:
@@ -219,9 +237,15 @@ class StreamEncoder:
         self._file: soundfile.SoundFile | None = None
         if output_format in _SOUNDFILE_FORMATS:
             container, subtype = _SOUNDFILE_FORMATS[output_format]
-            self._sink = _AppendOnlySink(skip_first_write=output_format == "mp3")
+            self._sink = _AppendOnlySink(drop_tag_frame=output_format == "mp3")
             self._file = soundfile.SoundFile(
-                self._sink, mode="w", samplerate=sample_rate, channels=1, format=container, subtype=subtype
+                self._sink,
+                mode="w",
+                samplerate=sample_rate,
+                channels=1,
+                format=container,
+                subtype=subtype,
+                **(_MP3_OPTIONS if output_format == "mp3" else {}),
             )
 
     def encode(self, pcm: bytes) -> bytes:

@@ -1,15 +1,18 @@
-"""How the emulator turns arriving text into synthesis segments, and what it bills."""
+"""How the emulator reads arriving text: SSML, billing, and buffering into synthesis segments."""
 
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ElementTree
+
+from .._protocol import utf16_length
 
 __all__ = ["SentenceBuffer", "billed_characters", "ssml_text"]
 
 # A natural boundary: sentence or clause punctuation followed by white space,
 # or a line break.
 _BOUNDARY = re.compile(r"[.!?;:](?=\s)|\n")
-_TAG = re.compile(r"<[^>]*>")
+_DECLARATION = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
 class SentenceBuffer:
@@ -38,10 +41,26 @@ class SentenceBuffer:
 
 
 def ssml_text(document: str) -> str:
-    """The spoken text of an SSML document (tags removed)."""
-    return _TAG.sub("", document)
+    """The spoken text of an SSML document; ``ValueError`` when it is not one.
+
+    Polly's SSML guide: a document is well-formed XML whose root element is
+    ``<speak>``, and it must be whole within one TextEvent. Document type
+    declarations are refused before parsing (no entity expansion).
+    """
+    if _DECLARATION.search(document):
+        raise ValueError("SSML must not contain a document type or entity declaration")
+    try:
+        root = ElementTree.fromstring(document)  # noqa: S314 - declarations are refused above: nothing expands
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"Invalid SSML request: {exc}") from None
+    if root.tag.rpartition("}")[2] != "speak":
+        raise ValueError("Invalid SSML request: the root element must be <speak>")
+    return "".join(root.itertext())
 
 
 def billed_characters(text: str, *, ssml: bool) -> int:
-    """Characters Polly bills: all of plain text, the text content of SSML."""
-    return len(ssml_text(text) if ssml else text)
+    """Characters Polly bills: all of plain text, the text content of SSML (tags are not billed).
+
+    Counted in UTF-16 code units, as the service counts characters.
+    """
+    return utf16_length(ssml_text(text) if ssml else text)
