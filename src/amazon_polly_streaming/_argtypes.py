@@ -38,21 +38,19 @@ def non_negative_number(value: str) -> float:
 
 def positive_int(value: str) -> int:
     """A whole number of at least 1."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return number
+    return _whole(value, 1, None, "at least 1")
 
 
 def port_number(value: str) -> int:
     """A TCP port, 0 (any free port) to 65535."""
+    return _whole(value, 0, 65535, "0 to 65535")
+
+
+def _whole(value: str, low: int, high: int | None, expected: str) -> int:
     try:
-        port = int(value)
+        number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0 to 65535, not {value}")
-    return port
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < low or (high is not None and number > high):
+        raise argparse.ArgumentTypeError(f"must be {expected}, not {value}")
+    return number
