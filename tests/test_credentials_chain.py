@@ -39,7 +39,7 @@ def empty_chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 async def test_the_error_names_what_was_tried(empty_chain: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_PROFILE", "voice")
     with pytest.raises(CredentialsError) as info:
-        await CredentialResolver(None, environ={}).get()
+        await CredentialResolver(None, environ={}).get(10.0)
     message = str(info.value)
     for tried in (
         "environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)",
@@ -57,4 +57,4 @@ async def test_the_error_names_what_was_tried(empty_chain: Path, monkeypatch: py
 
 async def test_without_a_profile_it_says_default(empty_chain: Path) -> None:
     with pytest.raises(CredentialsError, match=r"profile 'default' \(AWS_PROFILE not set\)"):
-        await CredentialResolver(None, environ={}).get()
+        await CredentialResolver(None, environ={}).get(10.0)

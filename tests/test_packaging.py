@@ -146,7 +146,7 @@ def test_a_fresh_base_install_has_the_credential_chain(fresh_venv: Path, tmp_pat
         from amazon_polly_streaming.credentials import CredentialResolver
         assert "botocore" not in sys.modules
         print(PollyStreamingClient().region)
-        print(asyncio.run(CredentialResolver(None).get()).access_key_id)
+        print(asyncio.run(CredentialResolver(None).get(10.0)).access_key_id)
         """
     )
     result = _run([fresh_venv / "python", "-c", probe], env=env, cwd=tmp_path)
