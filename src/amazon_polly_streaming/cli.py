@@ -50,7 +50,6 @@ _EXIT_CODES = (
     "4 service error, 5 transport error, 6 output could not be written, 130 interrupted."
 )
 _FORMATS = ("mp3", "ogg_vorbis", "pcm", "wav", "ogg_opus", "mulaw", "alaw")
-_DEFAULT_RATES = {"pcm": "16000", "wav": "16000", "ogg_opus": "48000", "mulaw": "8000", "alaw": "8000"}
 _EXTENSIONS = {"mp3": "mp3", "ogg_vorbis": "ogg", "ogg_opus": "opus", "pcm": "pcm", "wav": "wav"}
 _EXTRA_HINT = "pip install 'amazon-polly-streaming[emulator]'"
 
@@ -174,27 +173,31 @@ def _check_ca_bundle(args: argparse.Namespace) -> None:
             return
 
 
-def _stream_options(args: argparse.Namespace, request_format: str, sample_rate: str) -> dict[str, object]:
-    """The stream's keyword arguments, validated before any I/O."""
+def _stream_options(args: argparse.Namespace) -> tuple[dict[str, object], int]:
+    """The stream's keyword arguments, validated before any I/O, and the sample rate (the format's default)."""
+    from ._protocol import synthesis_params
+
+    try:
+        params = synthesis_params(
+            voice_id=args.voice,
+            language_code=args.language,
+            output_format="pcm" if args.format == "wav" else args.format,
+            sample_rate=args.sample_rate,
+            lexicon_names=args.lexicon,
+        )
+    except (ValueError, TypeError) as exc:
+        raise _Usage(str(exc)) from None
     options: dict[str, object] = {
-        "voice_id": args.voice,
-        "output_format": request_format,
-        "sample_rate": sample_rate,
+        "voice_id": params.voice_id,
+        "output_format": params.output_format,
+        "sample_rate": params.sample_rate,
         "text_type": "ssml" if args.ssml else None,
         "lexicon_names": args.lexicon,
         "flush": args.flush,
     }
-    if args.language:
-        options["language_code"] = args.language
-    from ._protocol import synthesis_params
-
-    try:
-        synthesis_params(
-            voice_id=args.voice, output_format=request_format, sample_rate=sample_rate, lexicon_names=args.lexicon
-        )
-    except (ValueError, TypeError) as exc:
-        raise _Usage(str(exc)) from None
-    return options
+    if params.language_code is not None:
+        options["language_code"] = params.language_code
+    return options, int(params.sample_rate)
 
 
 def _client(args: argparse.Namespace, **overrides: object) -> PollyStreamingClient:
@@ -218,17 +221,15 @@ async def _say(args: argparse.Namespace) -> int:
     from ._cli_output import AudioOutput, OutputError
 
     fmt = args.format
-    request_format = "pcm" if fmt == "wav" else fmt
-    sample_rate = args.sample_rate or _DEFAULT_RATES.get(fmt, "24000")
     text: str | None = None  # None: read stdin
     if not (args.text == ["-"] or (not args.text and not sys.stdin.isatty())):
         text = " ".join(args.text)
         if not text.strip():
             raise _Usage("nothing to say: give TEXT, or '-' to read stdin" if not args.text else "nothing to say")
-    stream_options = _stream_options(args, request_format, sample_rate)
+    stream_options, sample_rate = _stream_options(args)
     _check_ca_bundle(args)
     try:
-        output = AudioOutput(_output_path(args.output, fmt), fmt, int(sample_rate))
+        output = AudioOutput(_output_path(args.output, fmt), fmt, sample_rate)
     except OutputError as exc:
         raise _Usage(str(exc)) from None
     try:
