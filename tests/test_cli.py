@@ -521,3 +521,27 @@ def test_emulator_bad_option_values_exit_2(args: list[str]) -> None:
     result = run(["emulator", *args], None)
     assert result.returncode == 2
     assert result.stderr.decode().strip().splitlines()[-1].startswith("polly-stream emulator: error: ")
+
+
+def test_stdin_from_a_file_and_an_output_that_is_a_folder(emulator: EmulatorThread, tmp_path: Path) -> None:
+    text = tmp_path / "script.txt"
+    text.write_text("A line read from a file.\n\nAnd one without a newline at the end.")
+    out = tmp_path / "script.mp3"
+    with text.open("rb") as stdin:  # a regular file: read in a thread, not watched by the loop
+        result = subprocess.run(
+            [*_command(), "say", "-", "-o", str(out), "-q"],
+            stdin=stdin,
+            capture_output=True,
+            env=_env(emulator),
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    assert [t["text"] for t in emulator.emulator.requests[-1].texts if t["text"].strip()] == [
+        "A line read from a file.\n",
+        "And one without a newline at the end.",
+    ]
+    assert _duration(out.read_bytes()) > 1.0
+    folder = run(["say", "Hello.", "-o", str(tmp_path)], emulator)
+    assert folder.returncode == 2
+    assert f"cannot write {tmp_path}: it is a folder" in folder.stderr.decode()

@@ -9,7 +9,8 @@ for at shutdown: the process would hang until the next line or end of input.
 The descriptor stays in blocking mode: it is shared with the shell (a
 terminal) or the writer (a pipe), and O_NONBLOCK would change it for them.
 Regular files (and anything else the selector refuses, like /dev/null) cannot
-be watched; reading them never waits for long, so they are read in a thread.
+be watched; they are read in daemon threads of our own, which ``asyncio.run``
+does not wait for at exit (unlike its default executor).
 """
 
 from __future__ import annotations
@@ -34,12 +35,17 @@ async def read_lines(fd: int, encoding: str) -> AsyncGenerator[str, None]:
     import asyncio
     import codecs
 
+    from ._threads import call_in_thread
+
     loop = asyncio.get_running_loop()
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
     watchable = _watchable(loop, fd)
     pending = ""
     while True:
-        data = await (_read_when_ready(loop, fd) if watchable else asyncio.to_thread(os.read, fd, _CHUNK))
+        if watchable:
+            data = await _read_when_ready(loop, fd)
+        else:
+            data = await call_in_thread(lambda: os.read(fd, _CHUNK), name="polly-stream stdin")
         pending += decoder.decode(data, final=not data)
         *lines, pending = pending.split("\n")
         for line in lines:
