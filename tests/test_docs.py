@@ -69,3 +69,10 @@ def test_the_cli_page_documents_every_exit_code_and_option() -> None:
         for option in action.option_strings:
             if option not in ("-h", "--help"):
                 assert f"`{option}" in page, f"{option} is not documented"
+
+
+def test_the_emulator_page_names_every_fault_kind_and_phase() -> None:
+    emulator = pytest.importorskip("amazon_polly_streaming.emulator")
+    page = (DOCS / "emulator.md").read_text()
+    for name in sorted(emulator.FAULT_KINDS) + list(emulator.PHASES):
+        assert f"`{name}`" in page, f"{name} is not documented"
