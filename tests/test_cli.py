@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import io
 import json
 import os
+import pty
 import shutil
+import signal
 import subprocess
 import sys
+import termios
 import time
 import wave
 from collections.abc import Iterator
@@ -226,3 +230,318 @@ def test_sync_helpers(emulator: EmulatorThread) -> None:
             synthesize("x", "Matthew", **options)
 
     asyncio.run(inside_a_loop())
+
+
+# ------------------------------------------------------------------ Ctrl-C
+
+
+def _wait_for(condition: Any, what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def _wait_until_reading(emulator: EmulatorThread, folder: Path) -> None:
+    """Until the process has opened its output and connected, and so waits on its input."""
+    _wait_for(lambda: list(folder.iterdir()), "the output file to be opened")
+    _wait_for(lambda: emulator.emulator.open_connections > 0, "a connection")
+    time.sleep(0.5)
+
+
+def _interrupted(process: subprocess.Popen[bytes], started: float) -> str:
+    """Wait for the process; it must have ended promptly with 130 and one line."""
+    code = process.wait(10)
+    took = time.monotonic() - started
+    assert process.stderr is not None
+    stderr = process.stderr.read().decode()
+    assert code == 130, stderr
+    assert took < 5.0, f"Ctrl-C took {took:.1f} s"
+    assert stderr.strip() == "polly-stream: interrupted"
+    return stderr
+
+
+def test_ctrl_c_while_waiting_on_a_pipe_that_stays_open(emulator: EmulatorThread, tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [*_command(), "say", "-", "-o", str(tmp_path / "story.mp3")],
+        stdin=subprocess.PIPE,  # never written, never closed
+        stderr=subprocess.PIPE,
+        env=_env(emulator),
+    )
+    try:
+        _wait_until_reading(emulator, tmp_path)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _interrupted(process, started)
+    finally:
+        process.kill()
+        process.wait()
+    assert list(tmp_path.iterdir()) == [], "a partial file was left behind"
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    """Run with a new pseudo-terminal as its controlling terminal and stdin; returns the master end."""
+    master, slave = pty.openpty()
+
+    def take_the_terminal() -> None:  # runs in the child, after setsid
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    try:
+        process = subprocess.Popen(
+            args,
+            stdin=slave,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+            preexec_fn=take_the_terminal,
+        )
+    finally:
+        os.close(slave)
+    return process, master
+
+
+@pytest.mark.parametrize("when", ["before any text", "while audio streams"])
+def test_ctrl_c_at_a_terminal(emulator: EmulatorThread, tmp_path: Path, when: str) -> None:
+    requests = emulator.emulator.requests
+    before = len(requests)
+    process, terminal = _on_a_terminal(
+        [*_command(), "say", "-", "-o", str(tmp_path / "typed.mp3")],
+        _env(emulator),
+    )
+    try:
+        _wait_until_reading(emulator, tmp_path)
+        if when == "while audio streams":
+            os.write(terminal, b"A line typed at the terminal, long enough to be still speaking.\n")
+            _wait_for(lambda: len(requests) > before and requests[-1].audio_bytes > 0, "audio")
+        started = time.monotonic()
+        os.write(terminal, b"\x03")  # the terminal turns ^C into SIGINT for its foreground process
+        _interrupted(process, started)
+    finally:
+        process.kill()
+        process.wait()
+        os.close(terminal)
+    assert list(tmp_path.iterdir()) == [], "a partial file was left behind"
+    if when == "before any text":
+        assert len(requests) == before, "a stream was opened with nothing to say"
+
+
+def test_a_terminal_session_ends_with_ctrl_d(emulator: EmulatorThread, tmp_path: Path) -> None:
+    out = tmp_path / "typed.mp3"
+    process, terminal = _on_a_terminal([*_command(), "say", "-", "-o", str(out), "-q"], _env(emulator))
+    try:
+        os.write(terminal, b"Typed at a terminal.\n")
+        os.write(terminal, b"\x04")  # ^D at the start of a line: end of input
+        assert process.wait(30) == 0, process.stderr.read() if process.stderr else ""
+    finally:
+        process.kill()
+        process.wait()
+        os.close(terminal)
+    assert _duration(out.read_bytes()) > 0.5
+
+
+# ------------------------------------------------------------------ failures and exit codes
+
+
+def _one_error_line(stderr: bytes, prefix: str) -> str:
+    lines = stderr.decode().strip().splitlines()
+    assert lines, "no message"
+    assert lines[-1].startswith(prefix), lines
+    return lines[-1]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--read-timeout", "-1"],
+        ["--connect-timeout", "0"],
+        ["--read-timeout", "nan"],
+        ["--connect-timeout", "soon"],
+        ["--region", "not a region"],
+        ["--endpoint-url", "http://plain.example"],
+        ["--format", "pcm", "--sample-rate", "44100"],
+        ["--format", "flac"],
+        ["--lexicon", "bad name!"],
+    ],
+)
+def test_bad_option_values_exit_2_with_the_say_usage(emulator: EmulatorThread, tmp_path: Path, args: list[str]) -> None:
+    before = len(emulator.emulator.requests)
+    result = run(["say", "Hello.", "-o", str(tmp_path / "x.mp3"), *args], emulator)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(b"usage: polly-stream say ")
+    _one_error_line(result.stderr, "polly-stream say: error: ")
+    assert list(tmp_path.iterdir()) == []
+    assert len(emulator.emulator.requests) == before
+
+
+def test_a_missing_ca_bundle_is_named(emulator: EmulatorThread, tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-ca.pem")
+    option = run(["say", "Hello.", "-o", str(tmp_path / "x.mp3"), "--ca-bundle", missing], emulator)
+    assert option.returncode == 2
+    assert _one_error_line(option.stderr, "polly-stream say: error: ").endswith(f"--ca-bundle {missing}: no such file")
+    variable = run(["say", "Hello.", "-o", str(tmp_path / "x.mp3")], emulator, AWS_CA_BUNDLE=missing)
+    assert variable.returncode == 2
+    assert f"AWS_CA_BUNDLE {missing}: no such file" in variable.stderr.decode()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_folder_that_does_not_exist_is_named_as_typed(emulator: EmulatorThread, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*_command(), "say", "Hello.", "-o", "no/such/folder/out.mp3"],
+        cwd=tmp_path,
+        capture_output=True,
+        env=_env(emulator),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    line = _one_error_line(result.stderr, "polly-stream say: error: ")
+    assert "no/such/folder/out.mp3" in line
+    assert "partial" not in line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin"),
+    [
+        (["", " "], b""),
+        (["   "], b""),
+        (["-"], b""),
+        (["-"], b"\n   \n\t\n\n"),
+    ],
+)
+def test_nothing_to_say_is_a_usage_error(
+    emulator: EmulatorThread, tmp_path: Path, args: list[str], stdin: bytes
+) -> None:
+    before = len(emulator.emulator.requests)
+    result = run(["say", *args, "-o", str(tmp_path / "empty.mp3")], emulator, stdin=stdin)
+    assert result.returncode == 2, result.stderr
+    assert "nothing to say" in _one_error_line(result.stderr, "polly-stream say: error: ")
+    assert list(tmp_path.iterdir()) == []
+    assert len(emulator.emulator.requests) == before, "nothing should have been sent"
+
+
+def test_a_closed_stdout_pipe_is_exit_6(emulator: EmulatorThread) -> None:
+    process = subprocess.Popen(
+        [*_command(), "say", "A sentence that makes more audio than a closed pipe takes.", "-o", "-"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(emulator),
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdout.close()  # the reader went away
+    assert process.wait(30) == 6
+    assert process.stderr.read().decode().strip() == "polly-stream: cannot write stdout: Broken pipe"
+
+
+def test_credentials_missing_is_exit_3_and_says_what_was_tried(emulator: EmulatorThread, tmp_path: Path) -> None:
+    env = {k: v for k, v in _env(emulator).items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    env.update(
+        AWS_CONFIG_FILE=str(tmp_path / "config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    result = subprocess.run(
+        [*_command(), "say", "Hello.", "-o", str(tmp_path / "x.mp3")],
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 3
+    line = _one_error_line(result.stderr, "polly-stream: CredentialsError: unable to locate AWS credentials")
+    assert "environment variables" in line
+    assert "instance role" in line
+
+
+def test_voices_language_is_case_insensitive() -> None:
+    canonical = run(["voices", "--language", "en-US"], None)
+    for spelling in ("en-us", "EN-US", "En-uS"):
+        result = run(["voices", "--language", spelling], None)
+        assert result.returncode == 0
+        assert result.stdout == canonical.stdout
+    bilingual = run(["voices", "--language", "HI-in"], None).stdout.decode()
+    assert "Kajal" in bilingual
+
+
+# ------------------------------------------------------------------ the emulator command
+
+
+def test_the_emulator_prints_the_public_test_key_pair() -> None:
+    from amazon_polly_streaming.emulator import DEFAULT_CREDENTIALS
+
+    ((key, secret),) = DEFAULT_CREDENTIALS.items()
+    process = subprocess.Popen(
+        [*_command(), "emulator"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(None)
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    try:
+        ready = json.loads(process.stdout.readline())
+        assert (ready["access_key_id"], ready["secret_access_key"]) == (key, secret)
+        export = process.stderr.readline() + process.stderr.readline()
+        assert f"AWS_ACCESS_KEY_ID={key}" in export.decode()
+        assert f"AWS_ENDPOINT_URL_POLLY={ready['endpoint_url']}" in export.decode()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(15) == 0
+    finally:
+        process.kill()
+        process.wait()
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert key in readme
+    assert secret in readme
+
+
+def test_the_emulator_keeps_a_chosen_secret_to_itself() -> None:
+    process = subprocess.Popen(
+        [*_command(), "emulator", "--credential", "AKIDMINE:my-own-secret"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(None),
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    try:
+        line = process.stdout.readline().decode()
+        assert json.loads(line)["access_key_id"] == "AKIDMINE"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(15) == 0
+        assert "my-own-secret" not in line + process.stderr.read().decode()
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--idle-timeout", "-1"], ["--port", "70000"], ["--max-concurrent-streams", "0"], ["--cert", "/no/cert.pem"]],
+)
+def test_emulator_bad_option_values_exit_2(args: list[str]) -> None:
+    result = run(["emulator", *args], None)
+    assert result.returncode == 2
+    assert result.stderr.decode().strip().splitlines()[-1].startswith("polly-stream emulator: error: ")
+
+
+def test_stdin_from_a_file_and_an_output_that_is_a_folder(emulator: EmulatorThread, tmp_path: Path) -> None:
+    text = tmp_path / "script.txt"
+    text.write_text("A line read from a file.\n\nAnd one without a newline at the end.")
+    out = tmp_path / "script.mp3"
+    with text.open("rb") as stdin:  # a regular file: read in a thread, not watched by the loop
+        result = subprocess.run(
+            [*_command(), "say", "-", "-o", str(out), "-q"],
+            stdin=stdin,
+            capture_output=True,
+            env=_env(emulator),
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    assert [t["text"] for t in emulator.emulator.requests[-1].texts if t["text"].strip()] == [
+        "A line read from a file.\n",
+        "And one without a newline at the end.",
+    ]
+    assert _duration(out.read_bytes()) > 1.0
+    folder = run(["say", "Hello.", "-o", str(tmp_path)], emulator)
+    assert folder.returncode == 2
+    assert f"cannot write {tmp_path}: it is a folder" in folder.stderr.decode()

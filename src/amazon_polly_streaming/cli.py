@@ -6,8 +6,17 @@
     polly-stream emulator --port 8443
     polly-stream voices --language en-US
 
-Exit codes: 0 done, 2 usage, 3 credentials refused or missing, 4 Polly said no
-(a service error), 5 transport failure (network, TLS, timeout), 130 interrupted.
+Exit codes (each failure is one line on stderr):
+
+* 0 done
+* 1 unexpected error (a bug: please report it)
+* 2 usage: a bad option or value, nothing to say, a missing ``--ca-bundle``
+  file, an output folder that does not exist; found before any network I/O
+* 3 credentials missing or refused
+* 4 Polly said no (a service error such as ``ThrottlingException``)
+* 5 transport failure (network, TLS, timeout, a stream cut short)
+* 6 the audio could not be written (disk full, a closed pipe)
+* 130 interrupted (Ctrl-C); no partial file is left behind
 """
 
 from __future__ import annotations
@@ -15,36 +24,61 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
+
+from ._argtypes import positive_seconds
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
-    from typing import BinaryIO
+    from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+
+    from ._cli_output import AudioOutput
+    from .client import PollyStreamingClient
 
 __all__ = ["main"]
 
 EXIT_OK = 0
+EXIT_BUG = 1
 EXIT_USAGE = 2
 EXIT_CREDENTIALS = 3
 EXIT_SERVICE = 4
 EXIT_TRANSPORT = 5
+EXIT_OUTPUT = 6
 EXIT_INTERRUPTED = 130
 
+_EXIT_CODES = (
+    "Exit codes: 0 ok, 1 unexpected error, 2 usage (bad option or value, nothing to say), 3 credentials, "
+    "4 service error, 5 transport error, 6 output could not be written, 130 interrupted."
+)
 _FORMATS = ("mp3", "ogg_vorbis", "pcm", "wav", "ogg_opus", "mulaw", "alaw")
-_DEFAULT_RATES = {"pcm": "16000", "wav": "16000", "ogg_opus": "48000", "mulaw": "8000", "alaw": "8000"}
 _EXTENSIONS = {"mp3": "mp3", "ogg_vorbis": "ogg", "ogg_opus": "opus", "pcm": "pcm", "wav": "wav"}
+_EXTRA_HINT = "pip install 'amazon-polly-streaming[emulator]'"
 
 
 class _Usage(Exception):
-    """A usage error found after parsing (exit code 2)."""
+    """A usage error found after parsing (exit code 2, with the ``say`` usage)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+# ------------------------------------------------------------------------- arguments
+
+
+def _language(value: str) -> str:
+    """An argparse type: a language code as Polly spells it (``en-us`` -> ``en-US``)."""
+    from .voices import VOICES
+
+    wanted = value.casefold()
+    for voice in VOICES:
+        for code in voice.language_codes:
+            if code.casefold() == wanted:
+                return code
+    return value  # unknown here; the service is the authority
+
+
+def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The ``polly-stream`` parser and its ``say`` subparser (for usage errors found later)."""
     parser = argparse.ArgumentParser(
         prog="polly-stream",
         description="Amazon Polly bidirectional streaming text-to-speech from the command line.",
-        epilog="Exit codes: 0 ok, 2 usage, 3 credentials, 4 service error, 5 transport error, 130 interrupted.",
+        epilog=_EXIT_CODES,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -56,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Synthesize TEXT (or stdin, line by line as it arrives) and write the audio. "
             "Writes to FILE with -o, to stdout with -o - or when stdout is a pipe, else to speech.<ext>."
         ),
+        epilog=_EXIT_CODES,
     )
     say.add_argument(
         "text", nargs="*", metavar="TEXT", help="words to speak; '-' (or none, with stdin piped) reads stdin"
@@ -63,8 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("-o", "--output", metavar="FILE", help="output file, or '-' for stdout")
     say.add_argument("--voice", default="Matthew", help="voice id (default: Matthew; see 'polly-stream voices')")
     say.add_argument("--format", default="mp3", choices=_FORMATS, help="audio format (wav is PCM with a header)")
-    say.add_argument("--sample-rate", metavar="HZ", help="sample rate (default: 24000, 16000 for pcm/wav)")
-    say.add_argument("--language", metavar="CODE", help="language code, for bilingual voices")
+    say.add_argument(
+        "--sample-rate",
+        metavar="HZ",
+        help="sample rate (default: 24000; pcm and wav 16000, ogg_opus 48000, mulaw and alaw 8000)",
+    )
+    say.add_argument("--language", type=_language, metavar="CODE", help="language code, for bilingual voices")
     say.add_argument("--ssml", action="store_true", help="TEXT (each stdin line) is an SSML document")
     say.add_argument("--lexicon", action="append", metavar="NAME", help="apply a pronunciation lexicon (repeatable)")
     say.add_argument("--flush", action="store_true", help="synthesize each stdin line at once")
@@ -81,18 +120,24 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
     voices = commands.add_parser("voices", help="list the voices of the bidirectional API")
-    voices.add_argument("--language", metavar="CODE", help="only voices that speak this language (e.g. en-US)")
+    voices.add_argument(
+        "--language", type=_language, metavar="CODE", help="only voices that speak this language (e.g. en-US)"
+    )
     voices.add_argument("--json", action="store_true", help="print JSON")
-    return parser
+    return parser, say
 
 
 def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection")
-    group.add_argument("--region", help="AWS region (default: AWS_REGION, then eu-central-1)")
+    group.add_argument(
+        "--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's, then eu-central-1)"
+    )
     group.add_argument("--endpoint-url", metavar="URL", help="endpoint to use instead of Polly's")
     group.add_argument("--ca-bundle", metavar="FILE", help="CA bundle to verify the endpoint with")
-    group.add_argument("--read-timeout", type=float, default=30.0, metavar="S", help="seconds (default 30)")
-    group.add_argument("--connect-timeout", type=float, default=10.0, metavar="S", help="seconds (default 10)")
+    group.add_argument("--read-timeout", type=positive_seconds, default=30.0, metavar="S", help="seconds (default 30)")
+    group.add_argument(
+        "--connect-timeout", type=positive_seconds, default=10.0, metavar="S", help="seconds (default 10)"
+    )
 
 
 def _add_verbosity(parser: argparse.ArgumentParser) -> None:
@@ -107,112 +152,7 @@ def _version() -> str:
     return __version__
 
 
-# ------------------------------------------------------------------------- output
-
-
-class _Output:
-    """Where audio goes: a file that only appears complete, or stdout."""
-
-    def __init__(self, path: str | None, fmt: str, sample_rate: int) -> None:
-        self.path = path
-        self.fmt = fmt
-        self.sample_rate = sample_rate
-        self.size = 0
-        self._temp: str | None = None
-        self._file: BinaryIO
-        self.shown = os.path.abspath(path) if path is not None else "stdout"
-        if path is None:
-            self._file = sys.stdout.buffer
-        else:
-            directory = os.path.dirname(os.path.abspath(path))
-            self._temp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.partial")
-            self._file = open(self._temp, "wb")  # noqa: SIM115 - closed in commit/discard
-        if fmt == "wav":
-            from ._wav import wav_header
-
-            # A pipe cannot be rewound: stream the "unknown length" header.
-            self._file.write(wav_header(sample_rate, None))
-
-    def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
-        self.size += len(chunk)
-        if self.path is None:
-            self._file.flush()
-
-    def commit(self) -> None:
-        if self._temp is None:
-            self._file.flush()
-            return
-        if self.fmt == "wav":
-            from ._wav import wav_header
-
-            self._file.seek(0)
-            self._file.write(wav_header(self.sample_rate, self.size))
-        self._file.close()
-        assert self.path is not None
-        os.replace(self._temp, self.path)
-        self._temp = None
-
-    def discard(self) -> None:
-        if self._temp is not None:
-            self._file.close()
-            os.unlink(self._temp)
-            self._temp = None
-
-
-class _Progress:
-    def __init__(self, enabled: bool, fmt: str, sample_rate: int) -> None:
-        from ._audio_clock import AudioClock
-
-        self.enabled = enabled
-        self.clock = AudioClock(fmt, sample_rate)
-        self.started = time.monotonic()
-        self.first_audio: float | None = None
-        self.size = 0
-        self._last_draw = 0.0
-
-    def update(self, chunk: bytes) -> None:
-        now = time.monotonic()
-        if self.first_audio is None:
-            self.first_audio = now - self.started
-        self.size += len(chunk)
-        self.clock.feed(chunk)
-        if self.enabled and now - self._last_draw > 0.1:
-            self._last_draw = now
-            sys.stderr.write("\r" + self.line() + "\033[K")
-            sys.stderr.flush()
-
-    def line(self) -> str:
-        first = f"{self.first_audio * 1000:.0f} ms" if self.first_audio is not None else "-"
-        return f"{_size(self.size)}, {self.clock.seconds:.1f} s of audio, first audio after {first}"
-
-    def finish(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\033[K")
-
-
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.1f} KB"
-    return f"{n / 1024 / 1024:.2f} MB"
-
-
 # ------------------------------------------------------------------------- say
-
-
-async def _stdin_lines() -> AsyncIterator[str]:
-    """Lines of stdin as they arrive, read off the event loop."""
-    import asyncio
-
-    readline = sys.stdin.readline
-    while True:
-        line = await asyncio.to_thread(readline)
-        if not line:
-            return
-        if line.strip():
-            yield line
 
 
 def _output_path(output: str | None, fmt: str) -> str | None:
@@ -222,99 +162,192 @@ def _output_path(output: str | None, fmt: str) -> str | None:
     return output or f"speech.{_EXTENSIONS.get(fmt, fmt)}"
 
 
-async def _say(args: argparse.Namespace) -> int:
-    from .client import PollyStreamingClient
+def _check_ca_bundle(args: argparse.Namespace) -> None:
+    """A CA bundle that is not there is a usage error that names it, not a TLS failure later."""
+    if args.local:
+        return
+    for source, path in (("--ca-bundle", args.ca_bundle), ("AWS_CA_BUNDLE", os.environ.get("AWS_CA_BUNDLE"))):
+        if path:
+            if not os.path.isfile(path):
+                raise _Usage(f"{source} {path}: no such file")
+            return
 
-    fmt = args.format
-    sample_rate = args.sample_rate or _DEFAULT_RATES.get(fmt, "24000")
-    from_stdin = args.text == ["-"] or (not args.text and not sys.stdin.isatty())
-    if not args.text and not from_stdin:
-        raise _Usage("nothing to say: give TEXT, or '-' to read stdin")
-    text: str | AsyncIterator[str] = _stdin_lines() if from_stdin else " ".join(args.text)
 
-    path = _output_path(args.output, fmt)
-    request_format = "pcm" if fmt == "wav" else fmt
-    client_options: dict[str, object] = {
-        "read_timeout": args.read_timeout,
-        "connect_timeout": args.connect_timeout,
-    }
-    if args.region:
-        client_options["region"] = args.region
-    if args.endpoint_url:
-        client_options["endpoint_url"] = args.endpoint_url
-    if args.ca_bundle:
-        client_options["verify"] = args.ca_bundle
-    stream_options: dict[str, object] = {
-        "voice_id": args.voice,
-        "output_format": request_format,
-        "sample_rate": sample_rate,
+def _stream_options(args: argparse.Namespace) -> tuple[dict[str, object], int]:
+    """The stream's keyword arguments, validated before any I/O, and the sample rate (the format's default)."""
+    from ._protocol import synthesis_params
+
+    try:
+        params = synthesis_params(
+            voice_id=args.voice,
+            language_code=args.language,
+            output_format="pcm" if args.format == "wav" else args.format,
+            sample_rate=args.sample_rate,
+            lexicon_names=args.lexicon,
+        )
+    except (ValueError, TypeError) as exc:
+        raise _Usage(str(exc)) from None
+    options: dict[str, object] = {
+        "voice_id": params.voice_id,
+        "output_format": params.output_format,
+        "sample_rate": params.sample_rate,
         "text_type": "ssml" if args.ssml else None,
         "lexicon_names": args.lexicon,
         "flush": args.flush,
     }
-    if args.language:
-        stream_options["language_code"] = args.language
-    # Validate everything before touching the network or the output file.
+    if params.language_code is not None:
+        options["language_code"] = params.language_code
+    return options, int(params.sample_rate)
+
+
+def _client(args: argparse.Namespace, **overrides: object) -> PollyStreamingClient:
+    from .client import PollyStreamingClient
+
+    options: dict[str, object] = {"read_timeout": args.read_timeout, "connect_timeout": args.connect_timeout}
+    if args.region:
+        options["region"] = args.region
+    if args.endpoint_url:
+        options["endpoint_url"] = args.endpoint_url
+    if args.ca_bundle:
+        options["verify"] = args.ca_bundle
+    options.update(overrides)
     try:
-        from ._protocol import synthesis_params
-
-        synthesis_params(
-            voice_id=args.voice,
-            output_format=request_format,
-            sample_rate=sample_rate,
-            lexicon_names=args.lexicon,
-        )
+        return PollyStreamingClient(**options)  # type: ignore[arg-type]
     except (ValueError, TypeError) as exc:
-        raise _Usage(str(exc)) from exc
+        raise _Usage(str(exc)) from None
 
-    async def run(client: PollyStreamingClient) -> None:
-        output = _Output(path, fmt, int(sample_rate))
-        progress = _Progress(not args.quiet and sys.stderr.isatty(), fmt, int(sample_rate))
-        try:
-            async for chunk in client.start_speech_synthesis_stream(text=text, **stream_options):  # type: ignore[arg-type]
-                output.write(chunk)
-                progress.update(chunk)
-        except BaseException:
-            progress.finish()
-            output.discard()
-            raise
-        progress.finish()
-        output.commit()
-        if not args.quiet:
-            where = output.shown
-            print(f"wrote {where}: {progress.line()}", file=sys.stderr)
 
-    if args.local:
-        return await _say_local(client_options, run)
-    async with PollyStreamingClient(**client_options) as client:  # type: ignore[arg-type]
-        await run(client)
+async def _say(args: argparse.Namespace) -> int:
+    from ._cli_output import AudioOutput, OutputError
+
+    fmt = args.format
+    text: str | None = None  # None: read stdin
+    if not (args.text == ["-"] or (not args.text and not sys.stdin.isatty())):
+        text = " ".join(args.text)
+        if not text.strip():
+            raise _Usage("nothing to say: give TEXT, or '-' to read stdin" if not args.text else "nothing to say")
+    stream_options, sample_rate = _stream_options(args)
+    _check_ca_bundle(args)
+    try:
+        output = AudioOutput(_output_path(args.output, fmt), fmt, sample_rate)
+    except OutputError as exc:
+        raise _Usage(str(exc)) from None
+    try:
+        if args.local:
+            await _say_local(args, text, stream_options, output)
+        else:
+            async with _client(args) as client:
+                await _speak(client, args, text, stream_options, output)
+    except BaseException:
+        output.discard()  # an interrupted or failed stream leaves no file
+        raise
     return EXIT_OK
 
 
-async def _say_local(client_options: dict[str, object], run: object) -> int:
-    from collections.abc import Awaitable, Callable
-    from typing import cast
-
-    from .client import PollyStreamingClient
-
+async def _say_local(
+    args: argparse.Namespace, text: str | None, stream_options: dict[str, object], output: AudioOutput
+) -> None:
     try:
         from .emulator import DEFAULT_CREDENTIALS, Emulator
     except ImportError as exc:
-        raise _Usage(
-            f"--local needs the emulator extra: pip install 'amazon-polly-streaming[emulator]' ({exc})"
-        ) from exc
-    runner = cast("Callable[[PollyStreamingClient], Awaitable[None]]", run)
+        raise _Usage(f"--local needs the emulator extra: {_EXTRA_HINT} ({exc.__cause__ or exc})") from None
     async with Emulator() as emulator:
-        options = dict(client_options)
-        options.update(
+        client = _client(
+            args,
             endpoint_url=emulator.endpoint_url,
             verify=emulator.ca_file,
             credentials=next(iter(DEFAULT_CREDENTIALS.items())),
-            region=options.get("region") or "us-east-1",
+            region=args.region or "us-east-1",
         )
-        async with PollyStreamingClient(**options) as client:  # type: ignore[arg-type]
-            await runner(client)
-    return EXIT_OK
+        async with client:
+            await _speak(client, args, text, stream_options, output)
+
+
+async def _speak(
+    client: PollyStreamingClient,
+    args: argparse.Namespace,
+    text: str | None,
+    stream_options: dict[str, object],
+    output: AudioOutput,
+) -> None:
+    """One stream from ``text`` (or stdin, line by line) into ``output``."""
+    import contextlib
+    from typing import cast
+
+    from ._cli_output import Progress
+
+    if text is not None:
+        source: str | AsyncIterator[str] = text
+    else:
+        from ._stdin import read_lines
+
+        lines = read_lines(sys.stdin.fileno(), sys.stdin.encoding or "utf-8")
+        try:
+            first = await _first_line(client, lines)
+        except BaseException:
+            await lines.aclose()
+            raise
+        if first is None:
+            await lines.aclose()
+            raise _Usage("nothing to say: stdin held no text")
+        source = _prepend(first, lines)
+    progress = Progress(not args.quiet and sys.stderr.isatty(), output.fmt, output.sample_rate)
+    # An async generator (the signature promises only an iterator): closing it
+    # when a write fails ends the stream and frees its connection at once.
+    stream = cast(
+        "AsyncGenerator[bytes, None]",
+        client.start_speech_synthesis_stream(text=source, **stream_options),  # type: ignore[arg-type]
+    )
+    try:
+        async with contextlib.aclosing(stream):
+            async for chunk in stream:
+                output.write(chunk)
+                progress.update(chunk)
+    finally:
+        progress.finish()
+    output.commit()
+    if not args.quiet:
+        print(f"wrote {output.shown}: {progress.line()}", file=sys.stderr)
+
+
+async def _first_line(client: PollyStreamingClient, lines: AsyncGenerator[str, None]) -> str | None:
+    """Wait for the first line of stdin while the connection is set up.
+
+    Nothing is sent before there is text (so empty input is a usage error),
+    yet the connection and credentials are ready when it comes; a
+    credentials or connection failure is reported at once, not after the
+    user has typed.
+    """
+    import asyncio
+
+    async def first() -> str | None:
+        return await anext(lines, None)
+
+    reading = asyncio.ensure_future(first())
+    warming = asyncio.ensure_future(client.prewarm(1))
+    try:
+        while not reading.done():
+            waiting = {reading} if warming.done() else {reading, warming}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if warming.done():
+                warming.result()  # raises the failure now
+        line = reading.result()
+        if line is not None:
+            await warming
+        return line
+    finally:
+        for task in (reading, warming):
+            task.cancel()
+        await asyncio.wait((reading, warming))
+
+
+async def _prepend(first: str, rest: AsyncGenerator[str, None]) -> AsyncGenerator[str, None]:
+    try:
+        yield first
+        async for line in rest:
+            yield line
+    finally:
+        await rest.aclose()
 
 
 # ------------------------------------------------------------------------- voices
@@ -350,31 +383,40 @@ def _voices(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------- main
 
 
-def _exit_code(exc: BaseException) -> int:
+def _failure(exc: Exception) -> tuple[int, str]:
+    """The exit code and the one-line message for an error that ended ``say``."""
+    from ._cli_output import OutputError
     from .exceptions import AuthenticationError, CredentialsError, ServiceException, TransportError
 
+    name = type(exc).__name__
+    if isinstance(exc, OutputError):
+        return EXIT_OUTPUT, str(exc)
     if isinstance(exc, CredentialsError | AuthenticationError):
-        return EXIT_CREDENTIALS
+        return EXIT_CREDENTIALS, f"{name}: {exc}"
     if isinstance(exc, ServiceException):
-        return EXIT_SERVICE
+        return EXIT_SERVICE, f"{name}: {exc}"
     if isinstance(exc, TransportError):
-        return EXIT_TRANSPORT
-    return 1
+        return EXIT_TRANSPORT, f"{name}: {exc}"
+    if isinstance(exc, ValueError):
+        return EXIT_USAGE, str(exc)  # the library refused an argument or the text
+    return EXIT_BUG, f"unexpected error, please report it: {name}: {exc}"
+
+
+def _emulator(argv: list[str]) -> int:
+    # The emulator has its own parser (shared with python -m ...emulator).
+    try:
+        from .emulator._cli import main as emulator_main
+    except ImportError as exc:
+        print(f"polly-stream emulator: needs {_EXTRA_HINT} ({exc.__cause__ or exc})", file=sys.stderr)
+        return EXIT_USAGE
+    return emulator_main(argv, prog="polly-stream emulator")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["emulator"]:
-        # The emulator has its own parser (shared with python -m ...emulator).
-        try:
-            from .emulator._cli import main as emulator_main
-        except ImportError as exc:
-            print(
-                f"polly-stream emulator: needs pip install 'amazon-polly-streaming[emulator]' ({exc})", file=sys.stderr
-            )
-            return EXIT_USAGE
-        return emulator_main(argv[1:], prog="polly-stream emulator")
-    parser = build_parser()
+        return _emulator(argv[1:])
+    parser, say = _build_parsers()
     args = parser.parse_args(argv)
     if args.command == "voices":
         return _voices(args)
@@ -387,16 +429,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(_say(args))
     except _Usage as exc:
-        parser.print_usage(sys.stderr)
-        print(f"polly-stream: error: {exc}", file=sys.stderr)
+        say.print_usage(sys.stderr)
+        print(f"{say.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("polly-stream: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
-        code = _exit_code(exc)
-        name = type(exc).__name__
-        print(f"polly-stream: {name}: {exc}", file=sys.stderr)
+        code, message = _failure(exc)
+        if getattr(exc, "stdout", False):
+            # stdout is gone (a closed pipe): keep the interpreter's final flush quiet.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("polly-stream: " + " ".join(message.split()), file=sys.stderr)
         return code
 
 

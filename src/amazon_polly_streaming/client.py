@@ -91,12 +91,12 @@ class PollyStreamingClient:
     ) -> None:
         import threading
 
+        from ._region import resolve_region
         from .credentials import CredentialResolver
         from .retries import as_policy
 
         environ = os.environ
-        if region is None:
-            region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+        region = resolve_region(region, environ)
         if isinstance(pool_size, bool) or not isinstance(pool_size, int):
             raise TypeError("pool_size must be an int")
         if pool_size < 1:

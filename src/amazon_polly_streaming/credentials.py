@@ -106,14 +106,48 @@ def _env_credentials(environ: os._Environ[str] | dict[str, str]) -> Credentials 
     return Credentials(key, secret, token)
 
 
+def _chain_tried(environ: os._Environ[str] | dict[str, str]) -> str:
+    """What botocore's default chain looked at, in its order, for the error message.
+
+    The order is botocore's ``create_credential_resolver``: environment,
+    web identity, the profile (SSO, shared credentials file, credential
+    process, config file), then container and instance roles.
+    """
+    from ._region import active_profile, config_file_path
+
+    profile = active_profile(environ)
+    named_by = next((n for n in ("AWS_DEFAULT_PROFILE", "AWS_PROFILE") if environ.get(n)), None)
+    credentials_file = environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials"
+    container = (
+        "container role"
+        if environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") or environ.get("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        else "container role (no AWS_CONTAINER_CREDENTIALS_* set)"
+    )
+    instance = (
+        "instance role (disabled by AWS_EC2_METADATA_DISABLED)"
+        if environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true"
+        else "instance role (EC2 instance metadata)"
+    )
+    named = f"from {named_by}" if named_by else "AWS_PROFILE not set"
+    return "; ".join(
+        (
+            "environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)",
+            f"profile {profile!r} ({named}) in {os.path.expanduser(credentials_file)} and "
+            f"{config_file_path(environ)}, with its SSO, web identity and credential_process settings",
+            container,
+            instance,
+        )
+    )
+
+
 def _botocore_chain() -> Any:
     try:
         import botocore.session
     except ImportError as exc:
         raise CredentialsError(
-            "no AWS credentials in the environment, and botocore (for profiles, SSO and roles) "
-            "is not installed: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, pass credentials=, "
-            "or pip install 'amazon-polly-streaming[aws]'"
+            "no AWS credentials in the environment, and botocore (a dependency, for profiles, SSO and roles) "
+            "cannot be imported: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, pass credentials=, "
+            f"or reinstall amazon-polly-streaming ({exc})"
         ) from exc
     try:
         creds = botocore.session.get_session().get_credentials()
@@ -121,8 +155,9 @@ def _botocore_chain() -> Any:
         raise CredentialsError(f"resolving AWS credentials failed: {type(exc).__name__}: {exc}") from exc
     if creds is None:
         raise CredentialsError(
-            "unable to locate AWS credentials (environment, shared config and credentials files, "
-            "SSO, container and instance roles were tried)"
+            f"unable to locate AWS credentials. Tried: {_chain_tried(os.environ)}. "
+            "Set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, choose a profile with AWS_PROFILE "
+            "(aws configure, aws sso login), or pass credentials="
         )
     return creds
 

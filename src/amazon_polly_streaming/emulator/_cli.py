@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
 
+from .._argtypes import non_negative_number, port_number, positive_int, positive_seconds
 from ._faults import FAULT_KINDS, PHASES, Fault
 from ._server import DEFAULT_CREDENTIALS, Emulator, EmulatorConfig
 
@@ -47,7 +49,7 @@ def build_parser(prog: str = "python -m amazon_polly_streaming.emulator") -> arg
         "A client can also choose a fault per request with {{fault:KIND@PHASE}} in its text.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
+    parser.add_argument("--port", type=port_number, default=0, help="port (default 0: a free one)")
     parser.add_argument("--cert", help="server certificate (PEM); default: generate a CA and a certificate")
     parser.add_argument("--key", help="server private key (PEM)")
     parser.add_argument("--ca", help="CA file to report with --cert")
@@ -61,11 +63,17 @@ def build_parser(prog: str = "python -m amazon_polly_streaming.emulator") -> arg
         help="accepted key pair (repeatable; default the AWS documentation's AKIDEXAMPLE pair)",
     )
     parser.add_argument("--audio", choices=("speech", "tone"), default="speech", help="speech, or a cheap tone")
-    parser.add_argument("--first-audio-delay", type=float, default=0.0, metavar="S", help="time to first audio")
-    parser.add_argument("--real-time-factor", type=float, default=0.0, help="0: as fast as possible; 1: real time")
-    parser.add_argument("--idle-timeout", type=float, default=5.0, metavar="S", help="input idle limit (5)")
-    parser.add_argument("--max-stream-duration", type=float, default=600.0, metavar="S", help="stream limit (600)")
-    parser.add_argument("--max-concurrent-streams", type=int, default=100, help="HTTP/2 SETTINGS value (100)")
+    parser.add_argument(
+        "--first-audio-delay", type=non_negative_number, default=0.0, metavar="S", help="time to first audio"
+    )
+    parser.add_argument(
+        "--real-time-factor", type=non_negative_number, default=0.0, help="0: as fast as possible; 1: real time"
+    )
+    parser.add_argument("--idle-timeout", type=positive_seconds, default=5.0, metavar="S", help="input idle limit (5)")
+    parser.add_argument(
+        "--max-stream-duration", type=positive_seconds, default=600.0, metavar="S", help="stream limit (600)"
+    )
+    parser.add_argument("--max-concurrent-streams", type=positive_int, default=100, help="HTTP/2 SETTINGS value (100)")
     parser.add_argument("--fault", action="append", type=_fault, metavar="KIND[@PHASE]", help="for every request")
     return parser
 
@@ -77,19 +85,33 @@ async def _serve(config: EmulatorConfig) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
     async with Emulator(config) as emulator:
+        key = next(iter(config.credentials))
         line = {
             "endpoint_url": emulator.endpoint_url,
             "ca_file": emulator.ca_file,
             "port": emulator.port,
             "pid": os.getpid(),
-            "access_key_id": next(iter(config.credentials)),
+            "access_key_id": key,
         }
+        env = {
+            "AWS_ENDPOINT_URL_POLLY": emulator.endpoint_url,
+            "AWS_CA_BUNDLE": emulator.ca_file,
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": key,
+        }
+        if DEFAULT_CREDENTIALS.get(key) == config.credentials[key]:
+            # The AWS documentation's example pair: public test values, so the
+            # secret is printed too. A pair given with --credential is not.
+            line["secret_access_key"] = env["AWS_SECRET_ACCESS_KEY"] = config.credentials[key]
         print(json.dumps(line), flush=True)
+        print("# to point AWS SDKs and polly-stream at it:", file=sys.stderr)
+        print("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()), file=sys.stderr, flush=True)
         await stop.wait()
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    args = build_parser(prog or "python -m amazon_polly_streaming.emulator").parse_args(argv)
+    parser = build_parser(prog or "python -m amazon_polly_streaming.emulator")
+    args = parser.parse_args(argv)
     config = EmulatorConfig(
         host=args.host,
         port=args.port,
@@ -107,8 +129,15 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         max_concurrent_streams=args.max_concurrent_streams,
         faults=args.fault or [],
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(config))
+    for option, path in (("--cert", args.cert), ("--key", args.key), ("--ca", args.ca)):
+        if path is not None and not os.path.isfile(path):
+            parser.error(f"{option} {path}: no such file")
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(config))
+    except OSError as exc:  # the address is taken, a certificate does not load, ...
+        print(f"{parser.prog}: cannot start: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,0 +1,145 @@
+"""Where ``polly-stream say`` puts audio: a file that only appears complete, or stdout; and its status line."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+__all__ = ["AudioOutput", "OutputError", "Progress"]
+
+
+class OutputError(Exception):
+    """The audio could not be written; the message names the user's path (or stdout)."""
+
+    def __init__(self, message: str, *, stdout: bool = False) -> None:
+        super().__init__(message)
+        #: True when stdout failed (a closed pipe), so the caller can silence it.
+        self.stdout = stdout
+
+
+class AudioOutput:
+    """Audio bytes to ``path`` (None: stdout), committed whole or not at all.
+
+    A file is written under a hidden temporary name in the same folder and
+    renamed over ``path`` by :meth:`commit`, so an interrupted or failed
+    stream never leaves a partial file. Problems with ``path`` raise
+    :class:`OutputError` at construction, before any network I/O.
+    """
+
+    def __init__(self, path: str | None, fmt: str, sample_rate: int) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.sample_rate = sample_rate
+        self.size = 0
+        self.shown = path if path is not None else "stdout"
+        self._temp: str | None = None
+        self._file: BinaryIO
+        if path is None:
+            self._file = sys.stdout.buffer
+        else:
+            self._file = self._open_temp(path)
+        if fmt == "wav":
+            from ._wav import wav_header
+
+            # A pipe cannot be rewound: stream the "unknown length" header.
+            self._write(wav_header(sample_rate, None))
+
+    def _open_temp(self, path: str) -> BinaryIO:
+        if os.path.isdir(path):
+            raise OutputError(f"cannot write {path}: it is a folder")
+        folder = os.path.dirname(path) or "."
+        if not os.path.isdir(folder):
+            raise OutputError(f"cannot write {path}: the folder {folder} does not exist")
+        temp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.partial")
+        try:
+            file = open(temp, "wb")  # noqa: SIM115 - closed in commit/discard
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        self._temp = temp
+        return file
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self._file.write(data)
+            if self.path is None:
+                self._file.flush()
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.shown}: {exc.strerror or exc}", stdout=self.path is None) from None
+
+    def write(self, chunk: bytes) -> None:
+        self._write(chunk)
+        self.size += len(chunk)
+
+    def commit(self) -> None:
+        """Finish: flush stdout, or complete the file and move it into place."""
+        if self._temp is None:
+            self._write(b"")
+            return
+        try:
+            if self.fmt == "wav":
+                from ._wav import wav_header
+
+                self._file.seek(0)
+                self._file.write(wav_header(self.sample_rate, self.size))
+            self._file.close()
+            assert self.path is not None
+            os.replace(self._temp, self.path)
+        except OSError as exc:
+            self.discard()
+            raise OutputError(f"cannot write {self.shown}: {exc.strerror or exc}") from None
+        self._temp = None
+
+    def discard(self) -> None:
+        """Remove the temporary file, if any (idempotent)."""
+        if self._temp is not None:
+            temp, self._temp = self._temp, None
+            self._file.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+
+
+class Progress:
+    """The status line on stderr (a terminal only) and the closing summary."""
+
+    def __init__(self, enabled: bool, fmt: str, sample_rate: int) -> None:
+        from ._audio_clock import AudioClock
+
+        self.enabled = enabled
+        self.clock = AudioClock(fmt, sample_rate)
+        self.started = time.monotonic()
+        self.first_audio: float | None = None
+        self.size = 0
+        self._last_draw = 0.0
+
+    def update(self, chunk: bytes) -> None:
+        now = time.monotonic()
+        if self.first_audio is None:
+            self.first_audio = now - self.started
+        self.size += len(chunk)
+        self.clock.feed(chunk)
+        if self.enabled and now - self._last_draw > 0.1:
+            self._last_draw = now
+            sys.stderr.write("\r" + self.line() + "\033[K")
+            sys.stderr.flush()
+
+    def line(self) -> str:
+        first = f"{self.first_audio * 1000:.0f} ms" if self.first_audio is not None else "-"
+        return f"{_size(self.size)}, {self.clock.seconds:.1f} s of audio, first audio after {first}"
+
+    def finish(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KB"
+    return f"{n / 1024 / 1024:.2f} MB"
