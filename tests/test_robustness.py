@@ -543,6 +543,9 @@ async def test_item11_non_numeric_status_is_a_protocol_error() -> None:
 _EMPTY_FRAMES = 60_000  # 540 KB on the wire
 _PING_FLOOD_BYTES = 20_000_000  # an upper limit: see the test
 _MEMORY_BOUND = 1_000_000
+#: asyncio's TLS layer alone may hold some hundreds of KB in each direction
+#: (its 256 KB read and BIO buffers) even when the client pauses at once.
+_WRITE_BUFFER_BOUND = 3_000_000
 
 
 @pytest.mark.timeout(60)
@@ -644,17 +647,18 @@ async def test_item12_peer_that_stops_reading_while_flooding_pings_fails_the_str
             transports = client_transports(server.port)
             assert transports, "the client's transports were not found"
             go.set()
-            peak = 0
-            unchanged = 0
-            while unchanged < 3:  # until the flood is over and the buffers stop changing
-                await asyncio.sleep(0.1)
-                buffered = sum(transport.get_write_buffer_size() for transport in transports)
-                unchanged = unchanged + 1 if flood_over.is_set() and abs(buffered - peak) < 10_000 else 0
-                peak = max(peak, buffered)
-                if peak > _MEMORY_BOUND:
-                    enough.set()
-                    break
-            assert peak <= _MEMORY_BOUND, (
+            peak = previous = unchanged = 0
+            async with asyncio.timeout(40.0):
+                while unchanged < 3:  # until the flood is over and the buffers stop changing
+                    await asyncio.sleep(0.1)
+                    buffered = sum(transport.get_write_buffer_size() for transport in transports)
+                    unchanged = unchanged + 1 if flood_over.is_set() and abs(buffered - previous) < 10_000 else 0
+                    previous = buffered
+                    peak = max(peak, buffered)
+                    if peak > _WRITE_BUFFER_BOUND:
+                        enough.set()
+                        break
+            assert peak <= _WRITE_BUFFER_BOUND, (
                 f"the client queued over {peak / 1e6:.1f} MB of PING answers for a peer that reads nothing"
             )
             await ends_within(call, 5.0, "the call did not fail within 5 s after the flood (read_timeout=1)")
@@ -988,7 +992,7 @@ async def test_item18_a_client_per_call_never_closed_leaks_no_connections() -> N
                 leftover = ref()
                 if leftover is not None:
                     await leftover.close()
-            del leftover
+            leftover = None
         await eventually(
             lambda: emulator.open_connections == 0, 3.0, "connections stay open past idle_timeout with no client left"
         )
