@@ -110,14 +110,11 @@ class H2Peer:
         )
         #: Request headers by stream id, in arrival order.
         self.requests: dict[int, list[tuple[bytes, bytes]]] = {}
-        #: Request body bytes by stream id.
-        self.bodies: dict[int, bytearray] = {}
         #: (stream id, error code) of every RST_STREAM the client sent.
         self.resets: list[tuple[int, int]] = []
         self.pings_acked: list[bytes] = []
         #: SETTINGS frames of ours the client acknowledged (the preface's included).
         self.settings_acked = 0
-        self.goaway = False
         self.eof = False
         self._reading: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -165,11 +162,6 @@ class H2Peer:
         self.flush()
         return await self.wait_until(lambda: self.settings_acked > acked, timeout)
 
-    def end_stream(self, stream_id: int) -> None:
-        with contextlib.suppress(h2.exceptions.ProtocolError):
-            self.h2.end_stream(stream_id)
-        self.flush()
-
     async def answer(self, stream_id: int, audio: bytes = b"\x01\x02" * 100) -> None:
         """A correct, complete response: 200, the audio, StreamClosedEvent, END_STREAM."""
         self.respond(stream_id)
@@ -188,9 +180,7 @@ class H2Peer:
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
                 self.requests[event.stream_id] = list(event.headers or [])
-                self.bodies[event.stream_id] = bytearray()
             elif isinstance(event, h2.events.DataReceived):
-                self.bodies.setdefault(event.stream_id, bytearray()).extend(event.data or b"")
                 if event.flow_controlled_length:
                     with contextlib.suppress(h2.exceptions.ProtocolError):
                         self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
@@ -200,8 +190,6 @@ class H2Peer:
                 self.pings_acked.append(event.ping_data)
             elif isinstance(event, h2.events.SettingsAcknowledged):
                 self.settings_acked += 1
-            elif isinstance(event, h2.events.ConnectionTerminated):
-                self.goaway = True
         self.flush()
         self._changed.set()
 
@@ -265,9 +253,6 @@ class H2Peer:
                 raise ConnectionResetError("the client closed the connection")
             raise TimeoutError("no request arrived")
         return min(set(self.requests) - seen)
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 # ------------------------------------------------------------------ servers
