@@ -1,14 +1,20 @@
 """Test support: ``async def`` tests run in a fresh event loop, each bounded in time.
 
-No pytest-asyncio: a coroutine test function is run with ``asyncio.run`` under
+No pytest-asyncio: a coroutine test function is run in a new event loop under
 ``asyncio.timeout`` (the ``timeout`` marker's value, or 60 s), and
 pytest-timeout guards the whole test including set-up as a second line.
+
+A module marked ``pytest.mark.all_loops`` runs each of its async tests on
+every event loop we support: asyncio's own and uvloop (a test dependency
+only; its runs are skipped where it is not installed). Test ids name the loop:
+``test_x[asyncio]``, ``test_x[uvloop]``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -16,6 +22,52 @@ import pytest
 pytest_plugins = ["pytester"]
 
 DEFAULT_ASYNC_TIMEOUT = 60.0
+#: The parameter that names the loop of an ``all_loops`` test.
+LOOP_PARAM = "event_loop_kind"
+LOOPS = ("asyncio", "uvloop")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "all_loops: run each async test on asyncio and on uvloop")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if not inspect.iscoroutinefunction(metafunc.function):
+        return
+    if metafunc.definition.get_closest_marker("all_loops") is None:
+        return
+    # The test function does not take the loop as an argument: the runner
+    # below reads it from the call spec.
+    metafunc.fixturenames.append(LOOP_PARAM)
+    metafunc.parametrize(LOOP_PARAM, LOOPS)
+
+
+def _loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+        return factory
+    return asyncio.new_event_loop
+
+
+async def _reserve_libuv_fd() -> None:
+    """Make libuv open the file descriptor it keeps for the loop's life, before a test counts them.
+
+    The first time a uvloop loop listens, libuv opens /dev/null and holds it
+    (its answer to EMFILE in accept()); a leak check would take it for a leak.
+    """
+    server = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    server.close()
+    await server.wait_closed()
+
+
+def run_on(kind: str, coroutine: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``coroutine()`` to completion in a fresh loop of ``kind``."""
+    factory = _loop_factory(kind)  # skips before the coroutine exists
+    with asyncio.Runner(loop_factory=factory) as runner:
+        if kind == "uvloop":
+            runner.run(_reserve_libuv_fd())
+        runner.run(coroutine())
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -26,10 +78,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     marker = pyfuncitem.get_closest_marker("timeout")
     limit = float(marker.args[0]) if marker is not None and marker.args else DEFAULT_ASYNC_TIMEOUT
     arguments: dict[str, Any] = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    callspec = getattr(pyfuncitem, "callspec", None)
+    kind = callspec.params.get(LOOP_PARAM, "asyncio") if callspec is not None else "asyncio"
 
     async def bounded() -> None:
         async with asyncio.timeout(limit):
             await function(**arguments)
 
-    asyncio.run(bounded())
+    run_on(kind, bounded)
     return True

@@ -34,7 +34,7 @@ from amazon_polly_streaming.exceptions import (
 )
 from support import KEY, SECRET, SENTENCE, collect, make_client, serve
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.all_loops]
 CANCEL = 8
 
 # ------------------------------------------------------------------ happy path

@@ -14,7 +14,7 @@ from amazon_polly_streaming.emulator import Fault
 from amazon_polly_streaming.exceptions import ReadTimeoutError, ServiceFailureException, ThrottlingException
 from support import SENTENCE, collect, serve
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.all_loops]
 CANCEL = 8
 
 
