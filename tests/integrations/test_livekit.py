@@ -41,7 +41,7 @@ from amazon_polly_streaming.exceptions import (
     ValidationException,
 )
 from amazon_polly_streaming.integrations.livekit import TTS, _livekit_error, _PcmResampler
-from support import serve
+from support import KEY, SECRET, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS = ["Sure", "!", " The", " bus", " leaves", " at", " noon", ".", " It", " is", " the", " number", " four", "."]
@@ -80,7 +80,7 @@ async def test_tokens_go_up_as_they_arrive_and_every_audio_byte_comes_back_in_or
     async with serve(record_audio=True, audio_chunk_bytes=1001) as (emulator, client):
         polly = TTS(client=client, voice_id="Joanna")
         stream = polly.stream(conn_options=NO_RETRY)
-        pusher = asyncio.create_task(push_slowly(stream, TOKENS, delay=0.05))
+        pusher = asyncio.create_task(push_slowly(stream, TOKENS, delay=0.1))
         events = []
         first_audio_while_pushing = None
         async for event in stream:
@@ -309,6 +309,26 @@ async def test_a_failure_after_audio_is_not_retried() -> None:
 
 
 @pytest.mark.timeout(60)
+async def test_a_lost_connection_before_audio_is_retried_on_a_new_one() -> None:
+    async with serve() as (emulator, client):
+        emulator.inject("drop@after_headers", count=1)
+        polly = TTS(client=client)
+        errors: list[tts.TTSError] = []
+        polly.on("error", errors.append)
+        stream = polly.stream(conn_options=APIConnectOptions(max_retry=1, retry_interval=0.05, timeout=5.0))
+        await asyncio.gather(push_slowly(stream, TOKENS, delay=0), drain(stream))
+        await stream.aclose()
+        await polly.aclose()
+        dropped, retried = emulator.requests
+        assert retried.outcome == "ok"
+        assert retried.connection_id != dropped.connection_id
+        (error,) = errors
+        assert isinstance(error.error, APIConnectionError)
+        assert error.error.retryable
+        assert dropped.request_id in str(error.error)  # the failed request's id, for Polly's support
+
+
+@pytest.mark.timeout(60)
 async def test_no_polly_stream_within_the_connect_timeout_is_an_api_timeout() -> None:
     async with serve({"pool_size": 1}) as (_emulator, client):
         polly = TTS(client=client)
@@ -341,6 +361,12 @@ def test_errors_become_livekits_with_our_retry_verdict(
         assert mapped.status_code == getattr(error, "status_code", None)
         assert mapped.request_id == getattr(error, "request_id", None)
     assert not _livekit_error(error, audio_seen=True).retryable
+    # The stream's request id when the error has none of its own.
+    with_id = _livekit_error(error, audio_seen=False, request_id="r9")
+    if isinstance(with_id, APIStatusError):
+        assert with_id.request_id == (getattr(error, "request_id", None) or "r9")
+    else:
+        assert "request id r9" in str(with_id)
     error.audio_delivered = True
     assert not _livekit_error(error, audio_seen=False).retryable
 
@@ -425,13 +451,13 @@ async def test_agent_session_speaks_a_token_stream_and_is_interrupted() -> None:
 
 
 async def test_options_and_the_client_it_owns() -> None:
-    async with serve() as (emulator, _client):
+    async with serve() as (emulator, _):
         polly = TTS(
             voice_id="Matthew",
             region="us-east-1",
             endpoint_url=emulator.endpoint_url,
             verify=emulator.ca_file,
-            credentials=_client._credentials_source,
+            credentials=(KEY, SECRET),
             lexicon_names=[],
         )
         owned = polly.client

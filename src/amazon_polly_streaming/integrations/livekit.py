@@ -59,8 +59,6 @@ class _Metrics(Protocol):
     def connection_wait(self) -> float | None: ...
     @property
     def connection_reused(self) -> bool | None: ...
-    @property
-    def time_to_first_audio(self) -> float | None: ...
 
 
 class _Session(Protocol):
@@ -192,25 +190,25 @@ class TTS(tts.TTS[Never]):  # no events beyond LiveKit's own
         timeout: float,
     ) -> None:
         """One Polly stream: open it (within ``timeout``), send with ``send``, play into ``sink``."""
+        session: _Session | None = None
         try:
             async with AsyncExitStack() as stack:
                 async with asyncio.timeout(timeout):
-                    session: _Session = await stack.enter_async_context(
-                        self._client.open_stream(**self._stream_options)
-                    )
+                    session = await stack.enter_async_context(self._client.open_stream(**self._stream_options))
                 metrics = session.metrics
                 owner._acquire_time = metrics.connection_wait or 0.0
                 owner._connection_reused = bool(metrics.connection_reused)
                 await _duplex(send(session), sink.play(session))
                 logger.debug(
-                    "Polly request %s done: %s billed characters, connection %s after %.1f ms",
+                    "Polly request %s: %s billed characters, connection %s after %.1f ms",
                     session.request_id,
                     session.request_characters,
                     "reused" if metrics.connection_reused else "new",
                     (metrics.connection_wait or 0.0) * 1000,
                 )
         except PollyStreamingError as exc:
-            raise _livekit_error(exc, audio_seen=sink.audio_seen) from exc
+            request_id = None if session is None else session.request_id
+            raise _livekit_error(exc, audio_seen=sink.audio_seen, request_id=request_id) from exc
         except TimeoutError as exc:
             raise APITimeoutError(f"no Polly stream within {timeout:g} s") from exc
 
@@ -370,9 +368,10 @@ class _PcmResampler:
         return b"".join(frame.data.tobytes() for frame in self._resampler.flush())
 
 
-def _livekit_error(exc: PollyStreamingError, *, audio_seen: bool) -> APIError:
-    """LiveKit's error for one of ours, with its retry verdict."""
+def _livekit_error(exc: PollyStreamingError, *, audio_seen: bool, request_id: str | None = None) -> APIError:
+    """LiveKit's error for one of ours, with its retry verdict and Polly's request id."""
     error: APIError
+    request_id = getattr(exc, "request_id", None) or request_id
     if isinstance(exc, ServiceException | HTTPStatusError):
         status = exc.status_code
         body = exc.details if isinstance(exc, ServiceException) else {"error_type": exc.error_type}
@@ -381,13 +380,12 @@ def _livekit_error(exc: PollyStreamingError, *, audio_seen: bool) -> APIError:
         error = APIStatusError(
             f"Polly {name}: {message}",
             status_code=status if status is not None else -1,
-            request_id=exc.request_id,
+            request_id=request_id,
             body=body,
         )
-    elif isinstance(exc, TimeoutError):
-        error = APITimeoutError(f"Polly: {exc}")
     else:
-        error = APIConnectionError(f"Polly: {exc}")
+        message = f"Polly: {exc}" + (f" (request id {request_id})" if request_id else "")
+        error = APITimeoutError(message) if isinstance(exc, TimeoutError) else APIConnectionError(message)
     # Our verdict, not LiveKit's guess from the status: Polly throttles with
     # HTTP 400, which APIStatusError would call final. A retry must also not
     # repeat audio, and audio may have arrived before a send failed.
