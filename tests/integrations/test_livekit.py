@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOKENS = ["Sure", "!", " The", " bus", " leaves", " at", " noon", ".", " It", " is", " the", " number", " four", "."]
 TEXT = "".join(TOKENS)
 NO_RETRY = APIConnectOptions(max_retry=0, timeout=5.0)
+RETRY = APIConnectOptions(max_retry=2, retry_interval=0.05, timeout=5.0)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -56,7 +57,7 @@ def _livekit_native_library_loaded() -> None:
     rtc.AudioResampler(16000, 24000).push(bytearray(320))
 
 
-async def push_slowly(stream: tts.SynthesizeStream, tokens: list[str], delay: float = 0.03) -> None:
+async def push_slowly(stream: tts.SynthesizeStream, tokens: list[str], delay: float) -> None:
     for token in tokens:
         stream.push_text(token)
         await asyncio.sleep(delay)
@@ -69,6 +70,23 @@ def pcm_of(frames: list[rtc.AudioFrame]) -> bytes:
 
 async def drain(stream: tts.SynthesizeStream | tts.ChunkedStream) -> list[tts.SynthesizedAudio]:
     return [event async for event in stream]
+
+
+async def speak_turn(
+    polly: TTS, tokens: list[str] = TOKENS, *, conn_options: APIConnectOptions = NO_RETRY, delay: float = 0.0
+) -> list[tts.SynthesizedAudio]:
+    """One agent turn as LiveKit drives it: tokens pushed while the audio is read."""
+    stream = polly.stream(conn_options=conn_options)
+    try:
+        return (await asyncio.gather(push_slowly(stream, tokens, delay), drain(stream)))[1]
+    finally:
+        await stream.aclose()
+
+
+def errors_of(polly: TTS) -> list[tts.TTSError]:
+    errors: list[tts.TTSError] = []
+    polly.on("error", errors.append)
+    return errors
 
 
 # ------------------------------------------------------------------ streaming turns
@@ -164,9 +182,7 @@ async def test_metrics_carry_polly_request_id_and_connection_reuse_after_prewarm
         assert polly._prewarm_task is not None
         await polly._prewarm_task
         for _ in range(2):
-            stream = polly.stream(conn_options=NO_RETRY)
-            await asyncio.gather(push_slowly(stream, TOKENS, delay=0), drain(stream))
-            await stream.aclose()
+            await speak_turn(polly)
         await polly.aclose()
 
         assert emulator.total_connections == 1  # both turns on the prewarmed connection
@@ -250,11 +266,8 @@ async def test_livekit_retry_after_a_throttle_resends_the_text_once() -> None:
     async with serve() as (emulator, client):
         emulator.inject("throttling@before_headers", count=1)
         polly = TTS(client=client)
-        errors: list[tts.TTSError] = []
-        polly.on("error", errors.append)
-        stream = polly.stream(conn_options=APIConnectOptions(max_retry=2, retry_interval=0.05, timeout=5.0))
-        events = (await asyncio.gather(push_slowly(stream, TOKENS, delay=0.01), drain(stream)))[1]
-        await stream.aclose()
+        errors = errors_of(polly)
+        events = await speak_turn(polly, conn_options=RETRY, delay=0.01)
         await polly.aclose()
 
         throttled, retried = emulator.requests
@@ -276,18 +289,12 @@ async def test_a_failed_turn_raises_and_the_next_turn_works() -> None:
     async with serve() as (emulator, client):
         polly = TTS(client=client)
         emulator.inject("throttling@before_headers", count=1)
-        stream = polly.stream(conn_options=NO_RETRY)
-        stream.push_text(TEXT)
-        stream.end_input()
         with pytest.raises(APIStatusError) as caught:
-            await drain(stream)
-        await stream.aclose()
+            await speak_turn(polly)
         assert caught.value.retryable
         assert caught.value.request_id == emulator.requests[0].request_id
 
-        stream = polly.stream(conn_options=NO_RETRY)
-        await asyncio.gather(push_slowly(stream, TOKENS, delay=0), drain(stream))
-        await stream.aclose()
+        await speak_turn(polly)
         await polly.aclose()
         assert [r.outcome for r in emulator.requests] == ["fault:throttling", "ok"]
 
@@ -297,12 +304,8 @@ async def test_a_failure_after_audio_is_not_retried() -> None:
     async with serve() as (emulator, client):
         emulator.inject("service_failure@after_first_audio", count=1)
         polly = TTS(client=client)
-        stream = polly.stream(conn_options=APIConnectOptions(max_retry=2, retry_interval=0.05, timeout=5.0))
-        stream.push_text(TEXT)
-        stream.end_input()
         with pytest.raises(APIStatusError) as caught:
-            await drain(stream)
-        await stream.aclose()
+            await speak_turn(polly, conn_options=RETRY)
         await polly.aclose()
         assert not caught.value.retryable  # a retry would repeat the audio already played
         assert len(emulator.requests) == 1
@@ -313,11 +316,8 @@ async def test_a_lost_connection_before_audio_is_retried_on_a_new_one() -> None:
     async with serve() as (emulator, client):
         emulator.inject("drop@after_headers", count=1)
         polly = TTS(client=client)
-        errors: list[tts.TTSError] = []
-        polly.on("error", errors.append)
-        stream = polly.stream(conn_options=APIConnectOptions(max_retry=1, retry_interval=0.05, timeout=5.0))
-        await asyncio.gather(push_slowly(stream, TOKENS, delay=0), drain(stream))
-        await stream.aclose()
+        errors = errors_of(polly)
+        await speak_turn(polly, conn_options=RETRY)
         await polly.aclose()
         dropped, retried = emulator.requests
         assert retried.outcome == "ok"
