@@ -217,8 +217,8 @@ class SynthesizeStream(tts.SynthesizeStream):
     """One agent turn: one Polly stream, opened when the first token arrives."""
 
     def __init__(self, *, tts: TTS, conn_options: APIConnectOptions) -> None:
+        self._polly = tts  # before the base class starts the task that runs _run
         super().__init__(tts=tts, conn_options=conn_options)
-        self._polly = tts
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         polly = self._polly
@@ -247,8 +247,8 @@ class ChunkedStream(tts.ChunkedStream):
     """``synthesize(text)``: the whole text in one Polly stream, audio as it comes."""
 
     def __init__(self, *, tts: TTS, input_text: str, conn_options: APIConnectOptions) -> None:
+        self._polly = tts  # before the base class starts the task that runs _run
         super().__init__(tts=tts, input_text=input_text, conn_options=conn_options)
-        self._polly = tts
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         polly = self._polly
