@@ -472,6 +472,7 @@ async def test_options_and_the_client_it_owns() -> None:
         frame = await polly.synthesize("Hi.", conn_options=NO_RETRY).collect()
         assert frame.duration > 0
         assert emulator.requests[0].voice_id == "Matthew"
+        assert not emulator.requests[0].language_code  # sent only when given
         await polly.aclose()
         with pytest.raises(PollyStreamingError):
             await owned.prewarm()  # closed with the TTS

@@ -125,10 +125,10 @@ class TTS(tts.TTS[Never]):  # no events beyond LiveKit's own
             "output_format": "pcm",
             "sample_rate": str(self._polly_rate),
             "lexicon_names": None if lexicon_names is None else tuple(lexicon_names),
+            # Polly wants LanguageCode only for bilingual voices (service model):
+            # None sends no header, and the voice's own language applies.
+            "language_code": language_code,
         }
-        if language_code is not None:
-            # Polly wants it only for bilingual voices; absent, the voice's own applies.
-            options["language_code"] = language_code
         self._stream_options = options
         self._streams: weakref.WeakSet[SynthesizeStream] = weakref.WeakSet()
         self._prewarm_task: asyncio.Task[None] | None = None
