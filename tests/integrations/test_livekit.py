@@ -254,6 +254,22 @@ async def test_aclose_resets_the_polly_stream_and_the_next_turn_reuses_the_conne
 
 
 @pytest.mark.timeout(60)
+async def test_livekits_flush_ends_the_turn() -> None:
+    async with serve() as (emulator, client):
+        polly = TTS(client=client)
+        stream = polly.stream(conn_options=NO_RETRY)
+        stream.push_text("Hello there.")
+        stream.flush()  # no end_input: the flush alone closes Polly's input
+        events = await asyncio.wait_for(drain(stream), 10)
+        await stream.aclose()
+        await polly.aclose()
+        (record,) = emulator.requests
+        assert [t["text"] for t in record.texts] == ["Hello there."]
+        assert record.outcome == "ok"
+        assert events[-1].is_final
+
+
+@pytest.mark.timeout(60)
 async def test_a_turn_without_text_opens_no_polly_stream() -> None:
     async with serve() as (emulator, client):
         polly = TTS(client=client)
