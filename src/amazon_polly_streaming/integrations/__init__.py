@@ -1,0 +1,1 @@
+"""Optional integrations with voice-agent frameworks; each needs its extra."""
