@@ -6,6 +6,7 @@ These tests need pipecat; ``bash scripts/test`` runs them in ``.venv-pipecat``.
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -30,14 +31,17 @@ from pipecat.frames.frames import (
     TTSSpeakFrame,
     TTSStartedFrame,
     TTSStoppedFrame,
+    TTSUpdateSettingsFrame,
 )
 from pipecat.metrics.metrics import TTFBMetricsData, TTSUsageMetricsData
 from pipecat.pipeline.worker import PipelineParams
+from pipecat.services.tts_service import TextAggregationMode
 from pipecat.tests.utils import SleepFrame, run_test
 from pipecat.utils.errors import ErrorCategory
 
 from amazon_polly_streaming import PollyStreamingClient, ThrottlingException
 from amazon_polly_streaming.emulator import Emulator, RequestRecord
+from amazon_polly_streaming.exceptions import ConnectError
 from amazon_polly_streaming.integrations.pipecat import PollyStreamingTTSService, polly_sample_rate
 from support import KEY, SECRET, make_client
 
@@ -147,6 +151,15 @@ async def test_llm_tokens_stream_as_text_events_in_one_stream() -> None:
         # The service created its client, and closed it with the pipeline.
         await emulator.wait_for(lambda: emulator.open_connections == 0)
         assert emulator.total_connections == 1  # the prewarmed one
+
+
+@pytest.mark.timeout(60)
+async def test_sentence_mode_stays_a_choice() -> None:
+    async with Emulator(audio="tone") as emulator:
+        tts = make_service(emulator, text_aggregation_mode=TextAggregationMode.SENTENCE)
+        down, up = await speak(tts, llm_turn("Hello", " there.", " How", " are", " you?"))
+        # pipecat gathers the sentences; they still share the reply's one stream.
+        assert_one_complete_stream(emulator, down, up, ["Hello there. ", "How are you? "])
 
 
 @pytest.mark.timeout(60)
@@ -359,6 +372,34 @@ async def test_a_shared_client_stays_open_and_polly_request_ids_reach_the_log() 
                 assert audio
     finally:
         logger.remove(sink)
+
+
+@pytest.mark.timeout(60)
+async def test_an_unreachable_endpoint_is_an_error_frame_not_a_hang() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    tts = PollyStreamingTTSService(
+        region="us-east-1", endpoint_url=f"https://127.0.0.1:{port}", credentials=(KEY, SECRET), connect_timeout=2.0
+    )
+    down, up = await speak(tts, [TTSSpeakFrame("Anyone there?")])
+    (error,) = [f for f in up if isinstance(f, ErrorFrame)]
+    assert isinstance(error.exception, ConnectError)
+    assert error.category is ErrorCategory.CONNECTIVITY
+    assert tts.is_usable
+    assert not audio_of(down)
+
+
+@pytest.mark.timeout(60)
+async def test_settings_reach_polly_and_updates_apply_to_the_next_reply() -> None:
+    async with Emulator(audio="tone") as emulator:
+        tts = make_service(emulator, language_code="en-US")
+        update = TTSUpdateSettingsFrame(delta=PollyStreamingTTSService.Settings(voice="Matthew"))
+        _, up = await speak(tts, [TTSSpeakFrame("First."), update, TTSSpeakFrame("Second.")])
+        first, second = emulator.requests
+        assert (first.voice_id, first.language_code, first.output_format) == ("Joanna", "en-US", "pcm")
+        assert (second.voice_id, second.language_code) == ("Matthew", "en-US")
+        assert not [f for f in up if isinstance(f, ErrorFrame)]
 
 
 def test_client_and_client_options_are_exclusive() -> None:

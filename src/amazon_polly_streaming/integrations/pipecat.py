@@ -183,6 +183,9 @@ class PollyStreamingTTSService(TTSService):
             # TTSStoppedFrame; a finished stream ends its context at once.
             push_start_frame=True,
             push_stop_frames=True,
+            # Polly joins a stream's TextEvents as they are: in sentence mode,
+            # pipecat's stripped sentences need a space between them.
+            append_trailing_space=kwargs.pop("append_trailing_space", True),
             sample_rate=sample_rate,
             settings=store,
             **kwargs,
@@ -235,8 +238,8 @@ class PollyStreamingTTSService(TTSService):
         await self._abort_all()
 
     async def cleanup(self) -> None:
-        await super().cleanup()  # type: ignore[no-untyped-call]  # unannotated in pipecat
         await self._abort_all()
+        await super().cleanup()  # type: ignore[no-untyped-call]  # unannotated in pipecat
         if self._owns_client:
             await self._client.close()
 
@@ -247,19 +250,27 @@ class PollyStreamingTTSService(TTSService):
         if turn is None and context_id in self._failed_contexts:
             logger.trace(f"{self}: dropping text of failed context {context_id}")
         else:
-            if turn is None:
-                turn = self._open_turn(context_id)
-            session = await turn.ready()
-            if session is not None:
-                try:
-                    await session.send(text)
-                    if turn.one_shot:
-                        await session.close_input()
-                except PollyStreamingError as exc:
-                    await self._fail(turn, exc)
-                await self.start_tts_usage_metrics(text)
-        # Audio arrives on the turn's own task, into its audio context.
+            await self._send(turn or self._open_turn(context_id), text)
+        # The audio arrives on the turn's own task, into its audio context.
         yield None
+
+    async def _send(self, turn: _PollyTurn, text: str) -> None:
+        session = await turn.ready()
+        if session is None:
+            return  # failed (and reported) or interrupted
+        if session.input_closed:
+            # Text after the end of its turn (an EndFrame's last flush of
+            # sentence aggregation): the turn's stream takes no more.
+            logger.warning(f"{self}: {len(text)} characters after the end of context {turn.context_id} not spoken")
+            return
+        try:
+            await session.send(text)
+            if turn.one_shot:
+                await session.close_input()
+        except PollyStreamingError as exc:
+            await self._fail(turn, exc)
+            return
+        await self.start_tts_usage_metrics(text)
 
     async def flush_audio(self, context_id: str | None = None) -> None:
         """End of the turn: close the stream's input; Polly speaks what is left."""
