@@ -117,10 +117,15 @@ class _PollyTurn:
         self.aborted = False
         self.failed = False
 
+    @property
+    def over(self) -> bool:
+        """Failed or aborted: no more text goes up, no more audio comes out."""
+        return self.aborted or self.failed
+
     async def ready(self) -> SpeechStream | None:
         """The open stream, or None when it failed or was aborted."""
         await self.opened.wait()
-        return None if self.aborted or self.failed else self.session
+        return None if self.over else self.session
 
 
 class PollyStreamingTTSService(TTSService):
@@ -222,8 +227,8 @@ class PollyStreamingTTSService(TTSService):
     async def start(self, frame: StartFrame) -> None:
         await super().start(frame)
         logger.debug(
-            f"{self}: Polly voice {self._settings.voice}, {polly_sample_rate(self.sample_rate)} Hz PCM"
-            f" resampled to {self.sample_rate} Hz"
+            f"{self}: Polly voice {self._settings.voice}, PCM at {polly_sample_rate(self.sample_rate)} Hz,"
+            f" audio out at {self.sample_rate} Hz"
         )
 
     async def stop(self, frame: EndFrame) -> None:
@@ -381,11 +386,11 @@ class PollyStreamingTTSService(TTSService):
             f" first audio after {_ms(metrics.time_to_first_audio)},"
             f" {'reused' if metrics.connection_reused else 'new'} connection after {_ms(metrics.connection_wait)}"
         )
-        if not turn.aborted:
+        if not turn.over:
             await self._end_context(turn.context_id)
 
     async def _deliver(self, turn: _PollyTurn, audio: bytes) -> None:
-        if not audio or turn.aborted:
+        if not audio or turn.over:
             return
         context_id = turn.context_id
         if not self.audio_context_available(context_id):
@@ -404,16 +409,13 @@ class PollyStreamingTTSService(TTSService):
 
     async def _fail(self, turn: _PollyTurn, exc: Exception) -> None:
         """Report a failed stream once, free it, and end its audio context."""
-        if turn.failed or turn.aborted:
+        if turn.over:
             return
         turn.failed = True
         self._failed_contexts.append(turn.context_id)
         session = turn.session
         request_id = getattr(exc, "request_id", None) or (session.request_id if session is not None else None)
-        if session is not None:
-            await session.abort()
-        if turn.task is not None and turn.task is not asyncio.current_task():
-            turn.task.cancel()
+        await self._stop_stream(turn)
         if session is None or session.metrics.time_to_first_audio is None:
             await self.cancel_ttfb_metrics()  # type: ignore[no-untyped-call]  # unannotated in pipecat
         message = f"Polly stream failed: {type(exc).__name__}: {exc}"
@@ -428,13 +430,19 @@ class PollyStreamingTTSService(TTSService):
             return
         turn.aborted = True
         if turn.session is not None:
+            logger.debug(f"{self}: resetting Polly stream {turn.session.request_id} (context {turn.context_id})")
+        await self._stop_stream(turn)
+        if self._turns.get(turn.context_id) is turn:
+            del self._turns[turn.context_id]
+
+    async def _stop_stream(self, turn: _PollyTurn) -> None:
+        """RST_STREAM at once (unless it completed), then end the task that reads it."""
+        if turn.session is not None:
             await turn.session.abort()
-            logger.debug(f"{self}: Polly stream {turn.session.request_id} reset (context {turn.context_id})")
         task = turn.task
         if task is not None and task is not asyncio.current_task():
             await self.cancel_task(task)
-        if self._turns.get(turn.context_id) is turn:
-            del self._turns[turn.context_id]
+        turn.opened.set()  # nothing waits for a stream that will not come
 
     async def _abort_all(self) -> None:
         for turn in list(self._turns.values()):
