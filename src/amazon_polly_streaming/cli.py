@@ -272,7 +272,6 @@ async def _speak(
 ) -> None:
     """One stream from ``text`` (or stdin, line by line) into ``output``."""
     import contextlib
-    from typing import cast
 
     from ._cli_output import Progress
 
@@ -292,12 +291,9 @@ async def _speak(
             raise _Usage("nothing to say: stdin held no text")
         source = _prepend(first, lines)
     progress = Progress(not args.quiet and sys.stderr.isatty(), output.fmt, output.sample_rate)
-    # An async generator (the signature promises only an iterator): closing it
-    # when a write fails ends the stream and frees its connection at once.
-    stream = cast(
-        "AsyncGenerator[bytes, None]",
-        client.start_speech_synthesis_stream(text=source, **stream_options),  # type: ignore[arg-type]
-    )
+    # Closing the generator when a write fails ends the stream and frees its
+    # connection at once.
+    stream = client.start_speech_synthesis_stream(text=source, **stream_options)  # type: ignore[arg-type]
     try:
         async with contextlib.aclosing(stream):
             async for chunk in stream:

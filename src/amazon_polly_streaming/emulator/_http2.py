@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 import h2.config
 import h2.connection
@@ -104,8 +104,9 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # Any transport that writes, closes and aborts: uvloop's TLS transport
+        # is not an asyncio.Transport subclass.
+        self.transport = cast("asyncio.Transport", transport)
         self.app.connection_made(self)
         self.h2.local_settings = h2.settings.Settings(
             client=False,
