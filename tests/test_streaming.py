@@ -193,3 +193,35 @@ async def test_retries_are_off_by_default() -> None:
         with pytest.raises(ThrottlingException):
             await collect(client)
         assert len(emulator.requests) == 1
+
+
+# ------------------------------------------------------------------ the date line
+
+
+async def test_a_stream_that_crosses_midnight_utc_keeps_a_valid_event_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Client and emulator share a clock that reaches 00:00 UTC while the stream
+    # is open. AWS's SDKs sign each envelope with the key and scope of its own
+    # date; the emulator verifies exactly that, as the service must.
+    import calendar
+
+    from amazon_polly_streaming import _session
+
+    midnight = calendar.timegm((2026, 3, 20, 0, 0, 0, 0, 0, 0))
+    offset = midnight - 0.4 - time.time()
+
+    def clock() -> float:
+        return time.time() + offset
+
+    monkeypatch.setattr(_session, "wall_clock", clock)
+    async with serve(audio="tone", clock=clock) as (emulator, client):
+        async with client.open_stream(voice_id="Matthew", output_format="pcm") as stream:
+            await stream.send("Before midnight. ")
+            await asyncio.sleep(max(0.0, midnight + 0.2 - clock()))
+            assert clock() > midnight
+            await stream.send("After midnight.")
+            await stream.close_input()
+            audio = b"".join([chunk async for chunk in stream])
+        record = emulator.requests[-1]
+        assert audio
+        assert record.outcome == "ok"
+        assert [t["text"] for t in record.texts] == ["Before midnight. ", "After midnight."]
