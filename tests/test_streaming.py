@@ -225,3 +225,44 @@ async def test_a_stream_that_crosses_midnight_utc_keeps_a_valid_event_chain(monk
         assert audio
         assert record.outcome == "ok"
         assert [t["text"] for t in record.texts] == ["Before midnight. ", "After midnight."]
+
+
+# ------------------------------------------------------------------ after the end
+
+
+async def test_reading_an_aborted_or_left_session_says_so() -> None:
+    from amazon_polly_streaming.exceptions import TransportError
+
+    async with serve(audio="tone") as (_, client):
+        async with client.open_stream(voice_id="Matthew", output_format="pcm") as stream:
+            await stream.send("Hello there.")
+            await stream.abort()
+            with pytest.raises(TransportError, match="aborted"):
+                _ = [chunk async for chunk in stream]
+            with pytest.raises(TransportError, match="aborted"):
+                await stream.send("more")
+        async with client.open_stream(voice_id="Matthew", output_format="pcm") as left:
+            await left.send("Hello there.")
+        with pytest.raises(TransportError, match="async with block was left"):
+            _ = [chunk async for chunk in left]
+
+
+async def test_abort_from_another_task_wakes_its_reader_at_once() -> None:
+    # Barge-in as frameworks do it: one task reads, another aborts.
+    from amazon_polly_streaming.exceptions import TransportError
+
+    async with serve({"read_timeout": 5.0}, audio="tone") as (emulator, client):
+        async with client.open_stream(voice_id="Matthew", output_format="pcm") as stream:
+            await stream.send("{{audio_bytes:640}} Hello there.", flush=True)
+
+            async def read() -> int:
+                return sum([len(chunk) async for chunk in stream])
+
+            reader = asyncio.create_task(read())
+            await asyncio.sleep(0.3)  # the reader has the audio and waits for more (input is open)
+            started = time.monotonic()
+            await stream.abort()
+            with pytest.raises(TransportError, match="aborted"):
+                await asyncio.wait_for(reader, 2.0)
+            assert time.monotonic() - started < 0.5
+        await emulator.wait_for(lambda: CANCEL in emulator.client_resets)
