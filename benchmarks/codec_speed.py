@@ -70,7 +70,9 @@ def measure(seconds: float, repetitions: int = 5) -> dict[str, float]:
                 audio += len(message.payload)
         return audio
 
-    signer = EventSigner(bytes(range(32)), "20260101/us-east-1/polly/aws4_request", bytes(32))
+    signer = EventSigner(
+        bytes(range(32)), "20260101/us-east-1/polly/aws4_request", bytes(32), key_for=lambda day: bytes(range(32))
+    )
     event = text_event(
         "Sure! The next train to the airport leaves at 10:42 from platform 3, and it takes about 25 minutes."
     )
