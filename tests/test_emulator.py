@@ -357,3 +357,27 @@ def test_pytest_plugin_points_a_default_client_at_the_emulator(pytester: pytest.
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_a_client_that_goes_away_mid_stream_is_not_written_to(caplog: pytest.LogCaptureFixture) -> None:
+    # The emulator notices the lost connection between two messages instead of
+    # writing into the dead socket until the stream's window runs out.
+    import logging
+
+    from amazon_polly_streaming.sync import iter_synthesize
+    from support import KEY, SECRET
+
+    caplog.set_level(logging.WARNING, logger="asyncio")
+    with Emulator.start_in_thread() as running:
+        chunks = iter_synthesize(
+            "A long text to speak. " * 20,
+            "Matthew",
+            region="us-east-1",
+            endpoint_url=running.endpoint_url,
+            verify=running.ca_file,
+            credentials=(KEY, SECRET),
+        )
+        next(chunks)
+        chunks.close()  # its event loop and connection go at once
+        time.sleep(1.0)
+    assert not [r for r in caplog.records if "socket.send() raised exception" in r.getMessage()]

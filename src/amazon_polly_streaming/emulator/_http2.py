@@ -242,6 +242,10 @@ class Connection(asyncio.Protocol):
             except h2.exceptions.ProtocolError as exc:
                 raise ConnectionError(f"stream {stream_id} is closed") from exc
             self.flush()
+            # Let the loop run between messages: a client that went away is
+            # noticed (connection_lost) instead of written to until the
+            # window runs out.
+            await asyncio.sleep(0)
             if last:
                 return
             data = data[size:]
