@@ -521,3 +521,91 @@ async def test_https_proxy_tunnel(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         proxy.close()
         await proxy.wait_closed()
+
+
+# ------------------------------------------------------------------ a second reading
+
+
+async def test_a_connection_that_timed_out_is_never_lent_again() -> None:
+    # A silent connection may be dead (a NAT that forgot it): the next stream
+    # gets a new one instead of timing out on the same corpse again.
+    async with serve({"read_timeout": 1.0}, audio="tone") as (emulator, client):
+        assert await collect(client)
+        emulator.inject(Fault("stall", "after_headers"))
+        with pytest.raises(ReadTimeoutError):
+            await collect(client)
+        assert await collect(client)
+        assert emulator.total_connections == 2
+        assert emulator.requests[-1].connection_id != emulator.requests[-2].connection_id
+
+
+async def test_prewarm_against_a_server_that_takes_no_streams_is_bounded() -> None:
+    # At most one attempt per connection asked for, whatever the server says.
+    async with serve(audio="tone", max_concurrent_streams=0) as (emulator, client):
+        assert await client.prewarm(3) <= 3
+        await asyncio.sleep(0.2)
+        assert emulator.total_connections <= 3
+
+
+def test_credentials_are_ascii_and_a_bad_one_is_not_echoed() -> None:
+    from amazon_polly_streaming import Credentials
+
+    with pytest.raises(ValueError, match="secret_access_key") as info:
+        Credentials(KEY, "s\u00e9cret-VALUE")
+    assert "VALUE" not in str(info.value)
+
+
+@pytest.mark.parametrize("ending", ["break", "cancel"])
+def test_asyncio_run_ending_with_a_stream_left_open_leaks_nothing(tmp_path: Path, ending: str) -> None:
+    # The most common script: break out at the end of main() and never close
+    # the client. asyncio.run cancels tasks, then closes the generator: the
+    # connection it gives back must close with the loop, not linger.
+    script = tmp_path / "script.py"
+    script.write_text(
+        f"""
+import asyncio, gc, os, sys
+from amazon_polly_streaming import PollyStreamingClient
+from amazon_polly_streaming.emulator import Emulator
+from amazon_polly_streaming._pool import _POOLS
+
+running = Emulator.start_in_thread(audio="tone")
+before = len(os.listdir("/proc/self/fd"))
+
+async def consume(client):
+    async for _ in client.start_speech_synthesis_stream(
+        text="Hello there. " * 50, voice_id="Matthew", output_format="pcm"
+    ):
+        if {ending!r} == "break":
+            break
+        await asyncio.sleep(10)
+
+async def main():
+    client = PollyStreamingClient(
+        region="us-east-1", endpoint_url=running.endpoint_url, verify=running.ca_file,
+        credentials=({KEY!r}, {SECRET!r}),
+    )
+    if {ending!r} == "break":
+        stream = client.start_speech_synthesis_stream(text="Hi there.", voice_id="Matthew", output_format="pcm")
+        async for _ in stream:
+            break  # the generator stays referenced: closed only by asyncio.run's shutdown
+        globals()["kept"] = stream
+    else:
+        asyncio.get_running_loop().create_task(consume(client))
+        await asyncio.sleep(0.3)
+
+asyncio.run(main())
+gc.collect()
+import time
+time.sleep(0.3)
+fds = len(os.listdir("/proc/self/fd")) - before
+print("fds", fds, "pools", len(_POOLS), "server", running.emulator.open_connections)
+running.stop()
+"""
+    )
+    out = subprocess.run(
+        [sys.executable, "-X", "dev", str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["fds", "0", "pools", "0", "server", "0"], out.stdout + out.stderr[-2000:]
+    assert "Task was destroyed but it is pending" not in out.stderr
+    assert "unclosed transport" not in out.stderr

@@ -266,3 +266,33 @@ async def test_abort_from_another_task_wakes_its_reader_at_once() -> None:
                 await asyncio.wait_for(reader, 2.0)
             assert time.monotonic() - started < 0.5
         await emulator.wait_for(lambda: CANCEL in emulator.client_resets)
+
+
+async def test_a_failed_text_source_resets_the_stream_at_once_even_while_the_reader_is_slow(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The server must stop synthesizing (and billing) when the source fails,
+    # not when the consumer gets round to reading; no keep-alive goes up a
+    # failed stream, and none fails in a loop callback.
+    import logging
+
+    caplog.set_level(logging.ERROR, logger="asyncio")
+
+    async def source() -> AsyncIterator[str]:
+        yield "Hello there. "
+        await asyncio.sleep(0.2)
+        raise ValueError("the model broke")
+
+    async with serve({"keepalive_interval": 0.1}, audio="tone", real_time_factor=1.0) as (emulator, client):
+        resets_while_asleep: list[int] = []
+
+        async def consume() -> None:
+            async for _ in client.start_speech_synthesis_stream(text=source(), voice_id="Matthew", output_format="pcm"):
+                if not resets_while_asleep:
+                    await asyncio.sleep(1.0)  # a slow consumer
+                    resets_while_asleep.extend(emulator.client_resets or [0])
+
+        with pytest.raises(ValueError, match="the model broke"):
+            await consume()
+        assert resets_while_asleep == [CANCEL]  # the server heard of it while the consumer slept
+        assert not [r for r in caplog.records if "Exception in callback" in r.getMessage()]

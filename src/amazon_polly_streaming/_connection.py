@@ -101,6 +101,7 @@ class Connection(asyncio.Protocol):
         self.transport: Any = None
         self.is_open = False
         self.goaway = False
+        self.retired = False  # lend no more streams (it failed one: maybe dead)
         self.write_paused = False
         self.frames_received = 0
         self._closed_waiter: asyncio.Future[None] = loop.create_future()
@@ -119,6 +120,7 @@ class Connection(asyncio.Protocol):
         return (
             self.is_open
             and not self.goaway
+            and not self.retired
             and not self.streams
             and h2conn.open_outbound_streams < h2conn.remote_settings.max_concurrent_streams
         )
@@ -237,6 +239,10 @@ class Connection(asyncio.Protocol):
         except h2.exceptions.ProtocolError:
             return
         self.flush()
+
+    def retire(self) -> None:
+        """Lend no more streams on this connection; it closes when given back."""
+        self.retired = True
 
     def forget(self, stream_id: int) -> None:
         """A finished stream leaves the connection (which may then be reused)."""

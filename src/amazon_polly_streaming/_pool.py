@@ -18,6 +18,7 @@ Knows nothing of Polly.
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
@@ -103,6 +104,9 @@ class ConnectionPool:
         self._users: weakref.WeakSet[object] = weakref.WeakSet()
         self._keeper: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+        self._stopping = False  # close_idle is stopping the keeper (not the loop's shutdown)
+        #: The event loop is shutting down: keep nothing, lend nothing.
+        self.shut = False
 
     def __repr__(self) -> str:
         return f"<ConnectionPool {len(self._all)} connections, {len(self._idle)} idle>"
@@ -143,50 +147,78 @@ class ConnectionPool:
 
     async def open(self, connect: Callable[[], Awaitable[Connection]]) -> Connection:
         conn = await connect()
+        if self.shut:
+            conn.abort()
+            raise TransportError("the event loop is shutting down")
         conn.on_close = self._forget
         self._all.add(conn)
+        self._watch()
         return conn
 
-    def give_back(self, conn: Connection, idle_timeout: float) -> None:
-        """End a lease: a healthy connection waits, idle, for the next stream of any user."""
-        if conn.reusable and self._users and conn in self._all:
+    def give_back(self, conn: Connection, idle_timeout: float) -> bool:
+        """End a lease: a healthy connection waits, idle, for the next stream of any user.
+
+        Returns whether it was kept.
+        """
+        if conn.reusable and self._users and conn in self._all and not self.shut:
             self._idle.append((conn, self.loop.time() + idle_timeout))
-            self._keep_time()
+            self._watch()
+            return True
+        if self.shut:
+            self._all.discard(conn)
+            conn.on_close = None
+            conn.abort()  # the loop is about to close: no goodbye it could finish
         else:
             self._discard(conn)
+        return False
 
     def _discard(self, conn: Connection) -> None:
         self._all.discard(conn)
         conn.on_close = None
         conn.close()
+        self._poke()
 
     def _forget(self, conn: Connection) -> None:
         # The socket closed under a connection: never hand it out again.
         self._all.discard(conn)
         self._idle = [item for item in self._idle if item[0] is not conn]
+        self._poke()
 
-    # ------------------------------------------------------------ idle timer
+    # ------------------------------------------------------------ the timer task
 
-    def _keep_time(self) -> None:
+    def _watch(self) -> None:
+        """Keep the timer task running while the pool holds any connection, leased or idle.
+
+        A task, not a timer handle: ``asyncio.run`` cancels every task when
+        its main coroutine returns, and that cancellation is how the pool
+        learns that the loop is ending, before streams still open at that
+        moment (a generator left unclosed, a task the runner cancelled) give
+        their connections back.
+        """
         if self._keeper is None:
             self._wake = asyncio.Event()
-            self._keeper = self.loop.create_task(self._expire_idle(), name="polly-idle-connections")
+            self._keeper = self.loop.create_task(self._keep(), name="polly-pooled-connections")
         else:
-            assert self._wake is not None
-            self._wake.set()  # a new deadline may come first
+            self._poke()
 
-    async def _expire_idle(self) -> None:
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _keep(self) -> None:
         wake = self._wake
         assert wake is not None
         try:
-            while self._idle:
+            while self._all:
                 now = self.loop.time()
                 for conn, deadline in [item for item in self._idle if item[1] <= now]:
                     self._idle.remove((conn, deadline))
                     self._discard(conn)
-                if not self._idle:
-                    break
                 wake.clear()
+                if not self._idle:
+                    if self._all:
+                        await wake.wait()  # leased ones only: until one comes back or goes
+                    continue
                 earliest = min(deadline for _, deadline in self._idle)
                 try:
                     async with asyncio.timeout_at(earliest):
@@ -194,56 +226,72 @@ class ConnectionPool:
                 except TimeoutError:
                     pass
         except asyncio.CancelledError:
-            # The loop is shutting down (asyncio.run cancels every task at its
-            # end) or the pool closes: close the sockets now, not at GC.
-            for conn, _ in self._idle:
-                self._all.discard(conn)
-                conn.on_close = None
-                conn.abort()
-            self._idle.clear()
+            if not self._stopping:
+                # asyncio.run is ending the loop: close the idle sockets now
+                # (not at garbage collection), and from now on close, rather
+                # than keep, every connection that comes back.
+                self.shut = True
+                for conn, _ in self._idle:
+                    self._all.discard(conn)
+                    conn.on_close = None
+                    conn.abort()
+                self._idle.clear()
+                _forget_pool(self)
             raise
         finally:
             self._keeper = None
+            self._wake = None
         if not self._all and not self._users:
             _forget_pool(self)
 
     async def close_idle(self) -> None:
-        """Close every idle connection and wait for their sockets to go."""
+        """Close every idle connection (GOAWAY, then the socket) and wait for them to go."""
         keeper = self._keeper
         if keeper is not None:
+            self._stopping = True
             keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
+            try:
+                await asyncio.gather(keeper, return_exceptions=True)
+            finally:
+                self._stopping = False
         closing = [conn for conn, _ in self._idle]
         self._idle.clear()
         for conn in closing:
             self._discard(conn)
         if closing:
             await asyncio.gather(*(conn.wait_closed() for conn in closing))
-        if not self._all and not self._users:
+        if self._all:
+            self._watch()  # leases still out: keep watching them
+        elif not self._users:
             _forget_pool(self)
 
 
 # ---------------------------------------------------------------- registry
 
 _POOLS: dict[asyncio.AbstractEventLoop, dict[Hashable, ConnectionPool]] = {}
+# Each event loop's thread reaches the registry: one at a time.
+_POOLS_LOCK = threading.Lock()
 
 
 def shared_pool(loop: asyncio.AbstractEventLoop, key: Hashable) -> ConnectionPool:
     """The pool of ``loop`` for connections described by ``key`` (made on first use)."""
-    for stale in [other for other in _POOLS if other.is_closed()]:
-        # A loop that was closed without asyncio.run's clean-up: its sockets
-        # can no longer be closed through it; drop them for the collector.
-        del _POOLS[stale]
-    pools = _POOLS.setdefault(loop, {})
-    pool = pools.get(key)
-    if pool is None:
-        pool = pools[key] = ConnectionPool(loop, key)
-    return pool
+    with _POOLS_LOCK:
+        for stale in [other for other in _POOLS if other.is_closed()]:
+            # A loop that was closed without asyncio.run's clean-up: its
+            # sockets can no longer be closed through it; drop them for the
+            # collector.
+            del _POOLS[stale]
+        pools = _POOLS.setdefault(loop, {})
+        pool = pools.get(key)
+        if pool is None:
+            pool = pools[key] = ConnectionPool(loop, key)
+        return pool
 
 
 def _forget_pool(pool: ConnectionPool) -> None:
-    pools = _POOLS.get(pool.loop)
-    if pools is not None and pools.get(pool.key) is pool:
-        del pools[pool.key]
-        if not pools:
-            del _POOLS[pool.loop]
+    with _POOLS_LOCK:
+        pools = _POOLS.get(pool.loop)
+        if pools is not None and pools.get(pool.key) is pool:
+            del pools[pool.key]
+            if not pools:
+                del _POOLS[pool.loop]

@@ -83,9 +83,12 @@ class Runtime:
         self._connecting.add(task)
         try:
             conn = await task
-        except asyncio.CancelledError:
+        except BaseException as exc:
+            if task.done() and not task.cancelled() and task.exception() is None:
+                # Made in the very step we were cancelled: nobody will use it.
+                task.result().abort()
             current = asyncio.current_task()
-            if self.closed and current is not None and not current.cancelling():
+            if isinstance(exc, asyncio.CancelledError) and self.closed and current and not current.cancelling():
                 raise TransportError("the client was closed while the connection was being made") from None
             raise
         finally:
@@ -122,18 +125,23 @@ class Runtime:
         self.slots.release()
 
     async def prewarm(self, count: int) -> int:
-        """Open idle pooled connections until ``count`` wait (within this client's cap)."""
-        opened = 0
-        while self.pool.idle_count < min(count, self.config.pool_size) and self.slots.free > 0:
+        """Open idle pooled connections until ``count`` wait (within this client's cap).
+
+        Returns how many it added; at most ``count`` attempts, so a server
+        that takes no streams cannot make it dial for ever.
+        """
+        target = min(count, self.config.pool_size)
+        added = 0
+        for _ in range(target):
+            if self.pool.idle_count >= target or self.slots.free == 0:
+                break
             await self.slots.acquire()
             try:
                 conn = await self.pool.open(self.connect)
-            except BaseException:
+            finally:
                 self.slots.release()
-                raise
-            self.give_back(conn, use_pool=True)
-            opened += 1
-        return opened
+            added += self.pool.give_back(conn, self.config.idle_timeout)
+        return added
 
     # ------------------------------------------------------------ closing
 

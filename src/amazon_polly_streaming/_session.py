@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,7 @@ from ._protocol import CLOSE_STREAM_EVENT, SynthesisParams, text_event, text_eve
 from ._response import ResponseItem, ResponseParser
 from ._runtime import USER_AGENT, Runtime, StreamOwner
 from .events import AudioEvent, Event
-from .exceptions import PollyStreamingError, ReadTimeoutError, TransportError
+from .exceptions import PollyStreamingError, ProtocolError, ReadTimeoutError, TransportError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -50,15 +50,19 @@ def _always() -> bool:
     return True
 
 
-def _http2_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    # Credentials are sent "never indexed" (RFC 7541 7.1.3): kept out of the
-    # HPACK tables of every hop, and redacted by hpack's own debug logging.
-    return [
-        NeverIndexedHeaderTuple(name.encode(), value.encode())
-        if name in _SENSITIVE
-        else (name.encode(), value.encode())
-        for name, value in headers
-    ]
+def _http2_headers(headers: Iterable[tuple[str, str]]) -> Iterator[tuple[bytes, bytes]]:
+    """The headers as HTTP/2 wants them, made as h2 sends them.
+
+    A generator, not a list: no frame holds the signed header values in a
+    local that an error reporter would print (a generator's ``repr`` shows
+    none). Credentials are sent "never indexed" (RFC 7541 7.1.3): kept out
+    of the HPACK tables of every hop, and redacted by hpack's debug logging.
+    """
+    for name, value in headers:
+        if name in _SENSITIVE:
+            yield NeverIndexedHeaderTuple(name.encode(), value.encode())
+        else:
+            yield name.encode(), value.encode()
 
 
 class StreamMetrics:
@@ -154,15 +158,15 @@ class SpeechStream(StreamOwner):
         metrics = self.metrics
         metrics.connection_wait = self._loop.time() - metrics.started
         metrics.connection_reused = reused
-        request = runtime.signer.sign(
-            self.params,
-            authority=runtime.endpoint.authority,
-            credentials=creds,
-            amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(wall_clock())),
-            user_agent=USER_AGENT,
-        )
-        self._signer = request.event_signer
         try:
+            request = runtime.signer.sign(
+                self.params,
+                authority=runtime.endpoint.authority,
+                credentials=creds,
+                amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(wall_clock())),
+                user_agent=USER_AGENT,
+            )
+            self._signer = request.event_signer
             self._stream = conn.open_stream(_http2_headers(request))
         except BaseException:
             self._release()
@@ -218,8 +222,15 @@ class SpeechStream(StreamOwner):
         """Send CloseStreamEvent and end the request body: no more text."""
         await self.send_events((), close=True)
 
-    async def send_events(self, events: Iterable[bytes], *, close: bool = False) -> None:
-        """Sign, queue and send encoded TextEvents (and, with ``close``, the end of input)."""
+    async def send_events(self, events: Iterable[bytes], *, close: bool = False, drain: bool = True) -> None:
+        """Sign, queue and send encoded TextEvents (and, with ``close``, the end of input).
+
+        With ``drain`` (the default) it returns once the events were handed
+        to the connection, waiting while the server's window is full.
+        Without, what does not fit yet leaves as the window opens, while the
+        caller reads: a whole text larger than the window must not wait for
+        a server that waits for us to read its audio first.
+        """
         lock = self._send_lock
         if lock is None:
             lock = self._send_lock = asyncio.Lock()
@@ -234,17 +245,17 @@ class SpeechStream(StreamOwner):
                     self._queue(CLOSE_STREAM_EVENT, end=True)
                     assert self._stream is not None
                     self._stream.nudge()  # from now on the server owes us the rest
-                await self._push()
+                await self._push(drain)
             except PollyStreamingError as exc:
                 exc.audio_delivered = self._audio_delivered
                 raise
 
-    async def _push(self) -> None:
+    async def _push(self, drain: bool = True) -> None:
         conn, stream = self._conn, self._stream
         assert conn is not None
         assert stream is not None
         conn.flush()
-        if stream.output_queued:
+        if drain and stream.output_queued:
             await stream.drain(self._read_timeout)
             conn.flush()
         self._arm_keepalive()
@@ -278,9 +289,11 @@ class SpeechStream(StreamOwner):
         if self._input_closed or self._released or self._keepalive_interval is None:
             return
         stream = self._stream
+        if stream is None or stream.closed:
+            return  # failed: nothing more goes up
         busy = self._send_lock is not None and self._send_lock.locked()
         due = self._last_send + self._keepalive_interval
-        if self._loop.time() >= due and stream is not None and not busy and not stream.output_queued:
+        if self._loop.time() >= due and not busy and not stream.output_queued:
             try:
                 self._queue(_KEEPALIVE_EVENT)
             except PollyStreamingError:
@@ -288,7 +301,7 @@ class SpeechStream(StreamOwner):
             assert self._conn is not None
             self._conn.flush()
             logger.debug("stream %d: keep-alive sent", stream.id)
-        elif busy or (stream is not None and stream.output_queued):
+        elif busy or stream.output_queued:
             self._last_send = self._loop.time()  # a send in progress counts as activity
         self._arm_keepalive()
 
@@ -359,6 +372,10 @@ class SpeechStream(StreamOwner):
             exc.audio_delivered = self._audio_delivered
             if not self._released:
                 self._failure = exc
+            if isinstance(exc, ReadTimeoutError | ProtocolError) and self._conn is not None:
+                # A silent or garbled connection may be dead (a NAT that
+                # forgot it, a network switch): never lend it again.
+                self._conn.retire()
         self._release(f"the stream already failed ({type(exc).__name__})")
 
     async def _read_after_close(self, stream: Stream) -> bytes | None:
@@ -427,20 +444,19 @@ class SpeechStream(StreamOwner):
         self._runtime.streams.discard(self)
         stream, conn = self._stream, self._conn
         if stream is not None:
-            if self._done and stream.closed:
-                stream.release()
-            else:
+            if not self._done:
                 # A reader blocked in another task wakes with the reason.
                 stream.fail(TransportError(self._closed_reason))
-                stream.reset()
+            stream.reset()  # RST_STREAM unless HTTP/2 closed it both ways
         if conn is not None:
             self._runtime.give_back(conn, self._use_pool)
 
     def fail(self, error: BaseException) -> None:
-        """End the stream with ``error`` (a failed text source): the reader raises it."""
+        """End the stream with ``error`` (a failed text source) now: the server is told, the reader raises it."""
         stream = self._stream
         if stream is not None and not self._released:
-            stream.fail(error)
+            self._cancel_keepalive()
+            stream.fail(error, reset=True)
 
     async def abort(self) -> None:
         """Stop both directions now (barge-in): RST_STREAM and free the connection."""
@@ -468,9 +484,9 @@ async def open_session(
     text_type: str | None,
 ) -> AsyncIterator[SpeechStream]:
     session = SpeechStream(get_runtime(), params, use_pool=use_pool, text_type=text_type)
-    await session.open()
-    session.send_request()  # the request leaves now; the keep-alive runs from here
     try:
+        await session.open()
+        session.send_request()  # the request leaves now; the keep-alive runs from here
         yield session
     finally:
         session.close("the stream's async with block was left")

@@ -38,6 +38,8 @@ class StreamHost(Protocol):
 
     def ping(self) -> None: ...
 
+    def flush(self) -> None: ...
+
     def acknowledge(self, stream_id: int, size: int) -> None: ...
 
     def forget(self, stream_id: int) -> None: ...
@@ -159,6 +161,10 @@ class Stream:
 
     def on_data(self, data: bytes, flow: int) -> None:
         """A DATA payload arrived (never empty: the connection drops those)."""
+        if self._error is not None:
+            # The stream failed on our side: what still arrives is moot.
+            self._conn.acknowledge(self.id, flow)
+            return
         self._inbox.append((data, flow))
         self.nudge()
 
@@ -246,14 +252,18 @@ class Stream:
 
     # ------------------------------------------------------------- ending
 
-    def fail(self, error: BaseException) -> None:
+    def fail(self, error: BaseException, *, reset: bool = False) -> None:
         """End the stream with ``error``: its reader and writer raise it.
 
         A stream the server already ended completed normally: its reader
         still gets every byte and a clean end. Nothing more can be sent.
+        With ``reset`` the server hears of it at once (RST_STREAM), so it
+        stops synthesizing; data it still sends is dropped.
         """
         if self._error is None and not self.remote_ended:
             self._error = error
+            if reset:
+                self._send_reset()
         self._outbox.clear()
         self.local_closed = True
         self.nudge()
@@ -268,15 +278,19 @@ class Stream:
         the server must hear of it, or the stream keeps counting against the
         connection's concurrency limit.
         """
+        self._send_reset()
+        self.local_closed = True
+        self.remote_ended = True
+        self._outbox.clear()
+        self.release()
+
+    def _send_reset(self) -> None:
         conn = self._conn
         h2_stream = conn.h2.streams.get(self.id)
         if conn.is_open and h2_stream is not None and not h2_stream.closed:
             with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
                 conn.h2.reset_stream(self.id, _CANCEL)
-        self.local_closed = True
-        self.remote_ended = True
-        self._outbox.clear()
-        self.release()
+            conn.flush()
 
     def release(self) -> None:
         """Forget the stream; hand unread data back to the connection window."""

@@ -54,7 +54,7 @@ async def synthesize(
             await session.open()
             if whole:
                 # Headers, text, close and the final envelope leave in one write.
-                await session.send_events(text, close=True)  # type: ignore[arg-type]
+                await session.send_events(text, close=True, drain=False)  # type: ignore[arg-type]
             else:
                 session.send_request()  # the request leaves now, not with the first chunk
                 pump = session._loop.create_task(

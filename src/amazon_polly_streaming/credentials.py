@@ -55,6 +55,14 @@ class Credentials:
     ) -> None:
         if not access_key_id or not secret_access_key:
             raise ValueError("access_key_id and secret_access_key must be non-empty")
+        for name, value in (
+            ("access_key_id", access_key_id),
+            ("secret_access_key", secret_access_key),
+            ("session_token", session_token or ""),
+        ):
+            if not isinstance(value, str) or not value.isascii():
+                # AWS credentials are ASCII; never echo the value, it is a secret.
+                raise ValueError(f"{name} must be a str of ASCII characters")
         self.access_key_id = access_key_id
         self.secret_access_key = secret_access_key
         self.session_token = session_token or None
@@ -226,6 +234,8 @@ class CredentialResolver:
         from ._threads import call_in_thread
 
         loop = asyncio.get_running_loop()
+        for gone in [other for other in self._pending if other.is_closed()]:
+            del self._pending[gone]  # its loop ended while a resolution blocked
         pending = self._pending.get(loop)
         if pending is None:
             # Single flight: every stream that needs credentials now waits for
