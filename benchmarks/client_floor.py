@@ -16,6 +16,7 @@ import ssl
 import struct
 import zlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -31,18 +32,18 @@ class _Conn(asyncio.Protocol):
     def __init__(self) -> None:
         config = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_outbound_headers=False)
         self.h2 = h2.connection.H2Connection(config)
-        self.transport: asyncio.Transport | None = None
+        # asyncio's transport or uvloop's (whose SSL transport is no asyncio.Transport subclass).
+        self.transport: Any = None
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.h2.local_settings = h2.settings.Settings(
             client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _WINDOW}
         )
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(2 * _WINDOW - 65535)
-        transport.write(self.h2.data_to_send())
+        self.transport.write(self.h2.data_to_send())
 
     def data_received(self, data: bytes) -> None:
         for event in self.h2.receive_data(data):

@@ -27,7 +27,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from run import HERE, SRC, Client, Emulator, bootstrap, client_env
+from clients import HERE, SRC, Client, client_env
+from harness import Emulator
+from run import bootstrap
 from workloads import DEFAULT_KEY
 
 _IDLE = ("select (selectors.py", "poll (selectors.py")
