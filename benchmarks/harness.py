@@ -27,7 +27,21 @@ _SCAN_FIELDS = (
     "client_cpu_share",
     "server_busiest",
     "server_cpu_us_per_stream",
+    "other_load_cpus",
 )
+
+
+def _scan_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each scan figure over ``runs`` (the failed ones left out, the first error kept)."""
+    good = [run for run in runs if not run.get("error")]
+    figures: dict[str, Any] = {"runs": good}
+    errors = [run["error"] for run in runs if run.get("error")]
+    if errors:
+        figures["error"] = errors[0]
+    for field in _SCAN_FIELDS:
+        values = [float(run[field]) for run in good if run.get(field) is not None]
+        figures[field] = statistics.median(values) if values else None
+    return figures
 
 
 class Emulator:
@@ -138,15 +152,19 @@ class Runner:
     def log(self, message: str) -> None:
         print(f"[{time.monotonic() - self.began:6.1f} s] {message}", file=sys.stderr, flush=True)
 
-    def drive(self, client: Client, mode: str, timeout: float, **options: Any) -> dict[str, Any]:
-        """Run ``client``'s driver once in a fresh process; its JSON result, or ``{"error": ...}``."""
+    def drive(
+        self, client: Client, mode: str, timeout: float, emulator: Emulator | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """Run ``client``'s driver once in a fresh process (against ``emulator``, by default the run's);
+        its JSON result, or ``{"error": ...}``."""
+        emulator = emulator or self.emulator
         args = [client.python, str(HERE / client.driver), "--mode", mode, "--timeout", f"{timeout:g}"]
-        args += ["--endpoint", self.emulator.endpoint_url, "--ca", self.emulator.ca_file]
+        args += ["--endpoint", emulator.endpoint_url, "--ca", emulator.ca_file]
         if client.kind == "floor":
             # Signed now: the emulator allows 5 minutes of clock skew, like Polly.
             presigned = self._scratch / "presigned.json"
             texts = [SHORT_TEXT, HOLD_TEXT, bulk_text(self.counts.stream_bytes)]
-            presign(self.emulator, texts, presigned)
+            presign(emulator, texts, presigned)
             args += ["--presigned", str(presigned)]
         for name, value in options.items():
             args += [f"--{name.replace('_', '-')}", str(value)]
@@ -353,31 +371,9 @@ class Runner:
             runs: dict[str, list[dict[str, Any]]] = {client.name: [] for client in pair}
             for _ in range(counts.scan_rounds):
                 for client in pair:
-                    result = self.drive(
-                        client,
-                        "scan",
-                        120 + per * conversations * 0.02,
-                        streams=conversations,
-                        n=per,
-                        warmup=2,
-                        pool_size=conversations,
-                        server_pids=self.emulator.pids,
-                        loop=loop,
-                    )
-                    if not result.get("error"):
-                        shares = [share for share in result.get("server_cpu_shares") or [] if share is not None]
-                        result["server_busiest"] = max(shares) if shares else None
-                    runs[client.name].append(result)
+                    runs[client.name].append(self.scan_once(client, loop, conversations))
             for client in pair:
-                good = [run for run in runs[client.name] if not run.get("error")]
-                figures: dict[str, Any] = {"runs": good}
-                errors = [run["error"] for run in runs[client.name] if run.get("error")]
-                if errors:
-                    figures["error"] = errors[0]
-                for field in _SCAN_FIELDS:
-                    values = [float(run[field]) for run in good if run.get(field) is not None]
-                    figures[field] = statistics.median(values) if values else None
-                row[client.name] = figures
+                row[client.name] = _scan_medians(runs[client.name])
             ours, floor = row.get(OURS, {}), row.get(FLOOR, {})
             self.log(
                 f"  {loop} N={conversations}: CPU/stream ours {fmt(ours.get('cpu_us_per_stream'))} us, floor "
@@ -387,6 +383,47 @@ class Runner:
             )
             out.append(row)
         return out
+
+    def scan_once(
+        self, client: Client, loop: str, conversations: int, emulator: Emulator | None = None
+    ) -> dict[str, Any]:
+        """One scan process: ``conversations`` at once on ``loop``."""
+        emulator = emulator or self.emulator
+        per = max(self.counts.scan_min_calls, self.counts.scan_calls // conversations)
+        result = self.drive(
+            client,
+            "scan",
+            120 + per * conversations * 0.02,
+            emulator,
+            streams=conversations,
+            n=per,
+            warmup=2,
+            pool_size=conversations,
+            server_pids=emulator.pids,
+            loop=loop,
+        )
+        if not result.get("error"):
+            shares = [share for share in result.get("server_cpu_shares") or [] if share is not None]
+            result["server_busiest"] = max(shares) if shares else None
+        return result
+
+    def emulator_check(self, ours: Client, conversations: int) -> dict[str, Any]:
+        """Ours at ``conversations`` against this run's emulator and against one with a process more (or,
+        when this run's has several, with one process), interleaved: if the emulator held the client back,
+        the figures differ."""
+        processes = 2 if self.emulator.processes == 1 else 1
+        self.log(
+            f"emulator check: ours at N={conversations}, {self.emulator.processes} vs {processes} emulator processes"
+        )
+        other = Emulator(processes, self.emulator.loop)
+        runs: dict[int, list[dict[str, Any]]] = {self.emulator.processes: [], processes: []}
+        try:
+            for _ in range(self.counts.scan_rounds):
+                for emulator in (self.emulator, other):
+                    runs[emulator.processes].append(self.scan_once(ours, "asyncio", conversations, emulator))
+        finally:
+            other.close()
+        return {"conversations": conversations, "by_processes": {str(k): _scan_medians(v) for k, v in runs.items()}}
 
     def codec(self, ours: Client) -> dict[str, Any]:
         self.log("7 codec alone (sans-IO, no sockets)")

@@ -193,8 +193,8 @@ def render_scan(report: dict[str, Any]) -> list[str]:
         f"medians of {counts['scan_rounds']} processes per client, interleaved",
         "",
         "| loop | N | CPU per stream (us), ours / floor | TTFA p50 / p99 (ms), ours | TTFA p50 / p99 (ms), floor "
-        "| streams/s, ours / floor | client busy, ours / floor | busiest emulator process |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| streams/s, ours / floor | client busy, ours / floor | busiest emulator process | other load (CPUs) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in scan:
         ours, floor = row.get(OURS, {}), row.get(FLOOR, {})
@@ -208,6 +208,7 @@ def render_scan(report: dict[str, Any]) -> list[str]:
             f"{fmt(ours.get('streams_per_s'))} / {fmt(floor.get('streams_per_s'))}",
             f"{pct(ours.get('client_cpu_share'))} / {pct(floor.get('client_cpu_share'))}",
             f"{pct(ours.get('server_busiest'))} / {pct(floor.get('server_busiest'))}",
+            f"{fmt(ours.get('other_load_cpus'))} / {fmt(floor.get('other_load_cpus'))}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
         for side in (ours, floor):
@@ -224,7 +225,8 @@ def render_scan(report: dict[str, Any]) -> list[str]:
         f"emulator: {emulator['processes']} process(es) sharing one port (SO_REUSEPORT), on {emulator['loop']}, "
         "tone audio pre-rendered, as fast as possible. Checked by reading each emulator process's CPU time "
         "(/proc) over every measured window: 'busiest emulator process' is its CPU time over the window's wall "
-        "time, and 'client busy' the client's own.",
+        "time, and 'client busy' the client's own; 'other load' is what else kept the machine's CPUs busy "
+        "meanwhile (from /proc/stat), the noise in that row.",
     ]
     if busiest:
         worst = max(busiest)
@@ -237,11 +239,14 @@ def render_scan(report: dict[str, Any]) -> list[str]:
         lines.append(f"  busiest emulator process at most {worst:.0%} of a CPU in any row: {verdict}.")
     check = report.get("emulator_check")
     if check:
-        lines.append(
-            f"  1 vs {check['processes']} emulator processes at N={check['conversations']} (ours): "
-            f"{fmt(check['one']['streams_per_s'])} vs {fmt(check['more']['streams_per_s'])} streams/s, CPU per "
-            f"stream {fmt(check['one']['cpu_us_per_stream'])} vs {fmt(check['more']['cpu_us_per_stream'])} us"
+        found = ", ".join(
+            f"{processes} process(es): {fmt(side.get('streams_per_s'))} streams/s, CPU per stream "
+            f"{fmt(side.get('cpu_us_per_stream'))} us, TTFA p99 {fmt(side.get('ttfa_p99_ms'))} ms, busiest "
+            f"{pct(side.get('server_busiest'))}"
+            for processes, side in check["by_processes"].items()
         )
+        lines.append(f"  ours at N={check['conversations']} against {found}")
+    return lines
     return lines
 
 

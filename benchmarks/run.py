@@ -158,6 +158,7 @@ def main() -> int:
         runner.log(f"emulator at {emulator.endpoint_url}; clients: {', '.join(c.name for c in clients)}")
         results = runner.run(clients)
         scan = runner.scan(clients[:2])
+        check = None if args.smoke else runner.emulator_check(clients[0], max(n for n in counts.scan_levels if n <= 64))
         codec = runner.codec(clients[0])
     finally:
         emulator.close()
@@ -170,6 +171,7 @@ def main() -> int:
         "clients": results,
         "scan": scan,
         "emulator": {"processes": args.emulator_processes, "loop": args.emulator_loop},
+        "emulator_check": check,
         "codec": codec,
         "targets": targets(results, codec, scan),
         "notes": notes,

@@ -19,7 +19,7 @@ Modes (``--mode``):
   utterance ``--n`` times after ``--warmup`` calls (which open its
   connection): client CPU per stream, time to first audio of every call, and
   streams per second; with ``--server-pids``, the servers' CPU time over the
-  same window, read from ``/proc``.
+  same window, read from ``/proc``, and what else kept the machine busy.
 * ``memory``: RSS growth per idle pooled connection, freshly opened, then
   per stream held open on those warm connections, then per idle connection
   again after each carried ``--bytes`` of audio; ``memory-fresh``: RSS growth per stream held
@@ -119,6 +119,17 @@ def cpu_seconds_of(pid: int) -> float | None:
         return None
     # After the command name: state is field 3, utime and stime fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU time the whole machine has spent busy so far, all CPUs together (Linux), or None."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(field) for field in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal ...: all but idle and iowait is busy.
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def open_sockets() -> int | None:
@@ -252,12 +263,18 @@ async def _scan(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
     pids = [int(pid) for pid in args.server_pids.split(",") if pid]
     gc.collect()
     servers = [cpu_seconds_of(pid) for pid in pids]
+    machine = machine_busy_seconds()
     samples: list[float] = []
     cpu, wall = time.process_time(), time.perf_counter()
     await asyncio.gather(*(conversation(args.n, samples) for _ in range(args.streams)))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    machine_after = machine_busy_seconds()
     after = [cpu_seconds_of(pid) for pid in pids]
     server_cpu = [b - a if a is not None and b is not None else None for a, b in zip(servers, after, strict=True)]
+    others = None
+    if machine is not None and machine_after is not None and None not in server_cpu:
+        # Whatever else ran on the machine meanwhile, in CPUs: the noise in these figures.
+        others = max(0.0, machine_after - machine - cpu - sum(server_cpu)) / wall  # type: ignore[arg-type]
     calls = len(samples)
     return {
         "conversations": args.streams,
@@ -271,6 +288,7 @@ async def _scan(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
         # Each server's CPU time over the window, as a share of the wall time: near 1.0 it was saturated.
         "server_cpu_shares": [None if s is None else s / wall for s in server_cpu],
         "server_cpu_us_per_stream": None if None in server_cpu else sum(server_cpu) / calls * 1e6,  # type: ignore[arg-type]
+        "other_load_cpus": others,
     }
 
 
