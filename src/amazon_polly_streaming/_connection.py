@@ -75,8 +75,8 @@ class _DataFrame(hyperframe.frame.DataFrame):
     audio. This class differs from hyperframe's in that alone.
     """
 
-    def _body_repr(self) -> str:
-        return f"<{len(self.data)} bytes>"
+    def __repr__(self) -> str:
+        return f"DataFrame(stream_id={self.stream_id}, {len(self.data)} bytes)"
 
 
 _PLAIN_DATA_FRAME = hyperframe.frame.DataFrame
