@@ -35,8 +35,8 @@ class _QuietData(hyperframe.frame.DataFrame):
     """What h2's trace log formats of a DATA frame (it does so for every frame, logging or not): the length
     only, not a hex dump made from a copy of the payload. Pure waste that ours avoids, so the floor does too."""
 
-    def _body_repr(self) -> str:
-        return f"<{len(self.data)} bytes>"
+    def __repr__(self) -> str:
+        return f"DataFrame(stream_id={self.stream_id}, {len(self.data)} bytes)"
 
 
 class _Frames(h2.frame_buffer.FrameBuffer):
