@@ -18,6 +18,7 @@ Knows nothing of Polly.
 from __future__ import annotations
 
 import asyncio
+import math
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
@@ -103,6 +104,8 @@ class ConnectionPool:
         self._users: weakref.WeakSet[object] = weakref.WeakSet()
         self._keeper: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+        #: When the idle timer will next look, if it sleeps until then.
+        self._next_check = math.inf
 
     def __repr__(self) -> str:
         return f"<ConnectionPool {len(self._all)} connections, {len(self._idle)} idle>"
@@ -150,8 +153,9 @@ class ConnectionPool:
     def give_back(self, conn: Connection, idle_timeout: float) -> None:
         """End a lease: a healthy connection waits, idle, for the next stream of any user."""
         if conn.reusable and self._users and conn in self._all:
-            self._idle.append((conn, self.loop.time() + idle_timeout))
-            self._keep_time()
+            deadline = self.loop.time() + idle_timeout
+            self._idle.append((conn, deadline))
+            self._keep_time(deadline)
         else:
             self._discard(conn)
 
@@ -167,13 +171,14 @@ class ConnectionPool:
 
     # ------------------------------------------------------------ idle timer
 
-    def _keep_time(self) -> None:
+    def _keep_time(self, deadline: float) -> None:
         if self._keeper is None:
             self._wake = asyncio.Event()
+            self._next_check = math.inf
             self._keeper = self.loop.create_task(self._expire_idle(), name="polly-idle-connections")
-        else:
+        elif deadline < self._next_check:
             assert self._wake is not None
-            self._wake.set()  # a new deadline may come first
+            self._wake.set()  # this deadline comes first (a busy pool's later ones need no wake-up)
 
     async def _expire_idle(self) -> None:
         wake = self._wake
@@ -188,11 +193,13 @@ class ConnectionPool:
                     break
                 wake.clear()
                 earliest = min(deadline for _, deadline in self._idle)
+                self._next_check = earliest
                 try:
                     async with asyncio.timeout_at(earliest):
                         await wake.wait()
                 except TimeoutError:
                     pass
+                self._next_check = math.inf
         except asyncio.CancelledError:
             # The loop is shutting down (asyncio.run cancels every task at its
             # end) or the pool closes: close the sockets now, not at GC.
