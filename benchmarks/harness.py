@@ -297,30 +297,30 @@ class Runner:
                 row[name] = result.get(field)
             row[key + "_run"] = result
 
-        self.log(f"1/7 import time: median of {counts.imports} processes per client")
+        self.log(f"1/8 import time: median of {counts.imports} processes per client")
         self.sampled(clients, rows, "import_ms", counts.imports, self.import_ms)
         note("import_ms", "import", "ms")
 
-        self.log(f"2/7 cold start: median of {counts.cold} processes per client")
+        self.log(f"2/8 cold start: median of {counts.cold} processes per client")
         self.sampled(clients, rows, "cold_start_ms", counts.cold, self.cold_ms)
         note("cold_start_ms", "cold start to first audio", "ms")
 
         pair = [client for client in clients if client.kind != "peer"]
         groups = {"asyncio": clients, "uvloop": pair if self.uvloop_error is None else []}
-        self.log(f"3/7 warm time to first audio: {counts.ttfa} calls per process")
+        self.log(f"3/8 warm time to first audio: {counts.ttfa} calls per process")
         fields = {"ttfa_median_ms": "median_ms", "ttfa_p99_ms": "p99_ms"}
         for loop, group in groups.items():
             self.sequential(group, rows, "ttfa", counts.ttfa, loop, fields)
             note("ttfa_median_ms" + _SUFFIX[loop], f"warm TTFA median on {loop}", "ms")
 
-        self.log(f"4/7 CPU per short utterance: {counts.cpu} sequential calls per process")
+        self.log(f"4/8 CPU per short utterance: {counts.cpu} sequential calls per process")
         fields = {"cpu_us_per_call": "cpu_us_per_call", "wall_us_per_call": "wall_us_per_call"}
         for loop, group in groups.items():
             self.sequential(group, rows, "cpu", counts.cpu, loop, fields)
             note("cpu_us_per_call" + _SUFFIX[loop], f"CPU per short utterance on {loop}", "us")
 
         streams, size = counts.streams, counts.stream_bytes
-        self.log(f"5/7 {streams} concurrent streams x {size / 2**20:g} MiB PCM, {counts.bulk_rounds} rounds")
+        self.log(f"5/8 {streams} concurrent streams x {size / 2**20:g} MiB PCM, {counts.bulk_rounds} rounds")
         for client in clients:
             result = self.drive(
                 client, "throughput", 300, streams=streams, bytes=size, rounds=counts.bulk_rounds, pool_size=streams
@@ -330,7 +330,7 @@ class Runner:
 
         held = counts.memory_streams
         self.log(
-            f"6/7 memory: {held} idle connections, {held} open streams, {held} idle connections after "
+            f"6/8 memory: {held} idle connections, {held} open streams, {held} idle connections after "
             f"{size / 2**20:g} MiB each; {held} streams in a fresh process"
         )
         for client in clients:
@@ -360,7 +360,7 @@ class Runner:
         if self.uvloop_error is None:
             levels += [("uvloop", n) for n in counts.scan_uvloop_levels]
         self.log(
-            f"7/7 concurrency scan: N = {', '.join(str(n) for _, n in levels[: len(counts.scan_levels)])} "
+            f"7/8 concurrency scan: N = {', '.join(str(n) for _, n in levels[: len(counts.scan_levels)])} "
             f"conversations at once (uvloop: {', '.join(str(n) for loop, n in levels if loop == 'uvloop') or '-'}), "
             f"{counts.scan_calls} calls per process, {counts.scan_rounds} processes per client"
         )
@@ -426,7 +426,7 @@ class Runner:
         return {"conversations": conversations, "by_processes": {str(k): _scan_medians(v) for k, v in runs.items()}}
 
     def codec(self, ours: Client) -> dict[str, Any]:
-        self.log("7 codec alone (sans-IO, no sockets)")
+        self.log("8/8 codec alone (sans-IO, no sockets)")
         seconds = self.counts.codec_seconds
         out = subprocess.run(
             [ours.python, str(HERE / "codec_speed.py"), "--seconds", str(seconds)],

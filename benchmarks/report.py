@@ -12,6 +12,10 @@ from clients import FLOOR, OURS
 _SATURATED = 0.9
 
 
+def _cpus(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def pct(value: Any) -> str:
     return "-" if value is None else f"{value:.0%}"
 
@@ -208,17 +212,16 @@ def render_scan(report: dict[str, Any]) -> list[str]:
             f"{fmt(ours.get('streams_per_s'))} / {fmt(floor.get('streams_per_s'))}",
             f"{pct(ours.get('client_cpu_share'))} / {pct(floor.get('client_cpu_share'))}",
             f"{pct(ours.get('server_busiest'))} / {pct(floor.get('server_busiest'))}",
-            f"{fmt(ours.get('other_load_cpus'))} / {fmt(floor.get('other_load_cpus'))}",
+            f"{_cpus(ours.get('other_load_cpus'))} / {_cpus(floor.get('other_load_cpus'))}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
         for side in (ours, floor):
             if side.get("error"):
                 lines.append(f"  error at {row['loop']} N={row['conversations']}: {side['error']}")
-    busiest = [
-        side["server_busiest"]
+    saturated = [
+        f"{row['loop']} N={row['conversations']}"
         for row in scan
-        for side in (row.get(OURS, {}), row.get(FLOOR, {}))
-        if side.get("server_busiest") is not None
+        if any((side.get("server_busiest") or 0) >= _SATURATED for side in (row.get(OURS, {}), row.get(FLOOR, {})))
     ]
     lines += [
         "",
@@ -226,17 +229,18 @@ def render_scan(report: dict[str, Any]) -> list[str]:
         "tone audio pre-rendered, as fast as possible. Checked by reading each emulator process's CPU time "
         "(/proc) over every measured window: 'busiest emulator process' is its CPU time over the window's wall "
         "time, and 'client busy' the client's own; 'other load' is what else kept the machine's CPUs busy "
-        "meanwhile (from /proc/stat), the noise in that row.",
+        "meanwhile (from /proc/stat, in CPUs), the noise in that row.",
     ]
-    if busiest:
-        worst = max(busiest)
-        verdict = (
-            "it kept up (below 90% of a CPU), so the scan measures the clients"
-            if worst < _SATURATED
-            else "it was near saturation in some rows: streams/s and TTFA there are bounded by the emulator "
-            "(and by the CPUs it shares with the client), CPU per stream is still the client's own"
+    if saturated:
+        lines.append(
+            f"  an emulator process was saturated (>= {_SATURATED:.0%} of a CPU) at {', '.join(saturated)}: there "
+            "streams/s and TTFA are bounded by the emulator (which spends more CPU per stream than either client "
+            f"and shares the machine's {report['machine']['cpus']} CPUs with it), the same for ours and the floor; "
+            "CPU per stream is the client's own time either way."
+            + (" The line below shows what another emulator process changes." if report.get("emulator_check") else "")
         )
-        lines.append(f"  busiest emulator process at most {worst:.0%} of a CPU in any row: {verdict}.")
+    else:
+        lines.append(f"  every emulator process stayed below {_SATURATED:.0%} of a CPU: the scan measures the clients.")
     check = report.get("emulator_check")
     if check:
         found = ", ".join(

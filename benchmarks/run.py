@@ -9,31 +9,41 @@ floor's packages, the script installs them into a cached virtualenv
 (``.bench-venvs/``) and re-runs itself there. It measures the checkout's
 ``src/``, not an installed copy.
 
-The emulator runs in its own process in as-fast-as-possible mode with
-pre-rendered tone audio (speech synthesis is not measured). Every client runs
-every workload in fresh processes of its own interpreter: ours and the floor
-under this Python, the peers (amazon-polly-streaming 1.1.0 and aws-sdk-polly
-with awscrt, from PyPI) in their own Python 3.12+ virtualenvs. CPU figures
-are the client process's CPU time only. Bytecode is cached for every client
-alike (``PYTHONPYCACHEPREFIX`` under ``.bench-venvs/``), as an installed
-package would have it.
+The emulator runs in its own process (``--emulator-processes N``: several
+sharing one port) in as-fast-as-possible mode with pre-rendered tone audio
+(speech synthesis is not measured). Every client runs every workload in fresh
+processes of its own interpreter: ours and the floor under this Python, the
+peers (amazon-polly-streaming 1.1.0 and aws-sdk-polly with awscrt, from PyPI)
+in their own Python 3.12+ virtualenvs. CPU figures are the client process's
+CPU time only. Bytecode is cached for every client alike
+(``PYTHONPYCACHEPREFIX`` under ``.bench-venvs/``), as an installed package
+would have it.
 
 Workloads: (1) import time, ``-X importtime`` cumulative, median of 15 fresh
 processes; (2) cold start: spawning a process to its first audio byte,
 credentials from the environment, TLS included, median of 10; (3) warm time
 to first audio of a short utterance on a pooled connection, median and p99 of
-500; (4) client CPU per short utterance over 1,000 sequential calls; (5) 64
-concurrent streams of 1 MiB of 16 kHz PCM: client CPU per MB and wall time,
-median of 3 rounds; (6) RSS growth per idle pooled connection, per stream held
-open on a warm pool, and per stream with its connection in a fresh process;
-(7) the sans-IO codec alone. Ours and the floor run (3) and (4) in 5
-interleaved processes and report the median, as this kind of machine drifts;
-the peers, at tens of times the floor, run once. Prints a table (medians, p99,
-ratios to the floor and to ours) and the targets met or not, and writes
-everything (samples included) as JSON.
+500; (4) client CPU per short utterance over 1,000 sequential calls; (3) and
+(4) again on uvloop for ours and the floor; (5) 64 concurrent streams of
+1 MiB of 16 kHz PCM: client CPU per MB and wall time, median of 3 rounds;
+(6) RSS growth per idle pooled connection, freshly opened and again after it
+carried 1 MiB of audio, per stream held open on a warm pool, and per stream
+with its connection in a fresh process; (7) the concurrency scan, ours and
+the floor only: N = 1, 16, 64 and 256 conversations at once (pool_size = N),
+each repeating the short utterance, 2,048 calls per process, on asyncio, and
+N = 1 and 64 on uvloop: client CPU per stream, time to first audio p50/p99
+and streams per second, with each emulator process's CPU time over the same
+window (it shows whether the emulator kept up) and what else kept the
+machine busy meanwhile; then ours at N = 64 against 1 and 2 emulator
+processes; (8) the sans-IO codec alone. Ours and the floor run (3), (4) and
+each row of (7) in 5 interleaved processes and report the median, as this
+kind of machine drifts; the peers, at tens of times the floor, run once.
+Prints a table (medians, p99, ratios to the floor and to ours), the scan's
+table and the targets met or missed, and writes everything (samples
+included) as JSON.
 
-``profile_ours.py`` profiles our client in workloads (4) and (5) and A/B
-tests a change.
+``profile_ours.py`` profiles our client (or the floor) in workloads (4), (5)
+and the scan, on either loop, and A/B tests a change.
 """
 
 from __future__ import annotations
@@ -113,7 +123,10 @@ def main() -> int:
     options.add_argument("--skip-peers", action="store_true", help="do not install or run the other clients")
     options.add_argument("--json", default=str(HERE / "results.json"), help="where to write the results")
     options.add_argument(
-        "--emulator-processes", type=int, default=1, help="emulator processes sharing the port (default 1)"
+        "--emulator-processes",
+        type=int,
+        help="emulator processes sharing the port (default: 1 on 2 CPUs or fewer, else one per CPU but the "
+        "client's, at most 4)",
     )
     options.add_argument("--emulator-loop", choices=("asyncio", "uvloop"), default="asyncio")
     args = options.parse_args()
@@ -150,7 +163,10 @@ def main() -> int:
     python_versions = {c.name: ".".join(map(str, python_version(c.python) or ("?",))) for c in clients}
 
     load_before = _load_average()
-    emulator = Emulator(args.emulator_processes, args.emulator_loop)
+    cpus = os.cpu_count() or 1
+    # The client needs a CPU of its own; the emulator spends more per stream than the client.
+    processes = args.emulator_processes or (1 if cpus <= 2 else min(4, cpus - 1))
+    emulator = Emulator(processes, args.emulator_loop)
     try:
         runner = Runner(emulator, counts)
         if runner.uvloop_error:
@@ -170,7 +186,7 @@ def main() -> int:
         "counts": asdict(counts),
         "clients": results,
         "scan": scan,
-        "emulator": {"processes": args.emulator_processes, "loop": args.emulator_loop},
+        "emulator": {"processes": processes, "loop": args.emulator_loop},
         "emulator_check": check,
         "codec": codec,
         "targets": targets(results, codec, scan),
