@@ -176,7 +176,7 @@ def render(report: dict[str, Any]) -> str:
     lines.append(
         f"machine: {machine['cpus']} CPUs ({machine['cpu_model']}), {machine['memory_gb']} GB RAM, "
         f"{machine['platform']}; the emulator shares these CPUs; load average {fmt(machine['load_average_before'])} "
-        f"before the run, {fmt(machine['load_average_after'])} after"
+        f"before the run, {fmt(machine['load_average_after'])} after (the run's own processes included)"
     )
     for name, row in results.items():
         lines.append(f"  {name}: {row.get('version') or ''} on Python {row.get('python_version', '?')}")
