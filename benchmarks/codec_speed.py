@@ -70,13 +70,13 @@ def measure(seconds: float, repetitions: int = 5) -> dict[str, float]:
                 audio += len(message.payload)
         return audio
 
-    signer = EventSigner(
-        bytes(range(32)), "20260101/us-east-1/polly/aws4_request", bytes(32), key_for=lambda day: bytes(range(32))
-    )
+    now = int(time.time() * 1000)
+    # The key's scope must name the day of the signing time, as in a real request.
+    scope = time.strftime("%Y%m%d", time.gmtime(now // 1000)) + "/us-east-1/polly/aws4_request"
+    signer = EventSigner(bytes(range(32)), scope, bytes(32), key_for=lambda day: bytes(range(32)))
     event = text_event(
         "Sure! The next train to the airport leaves at 10:42 from platform 3, and it takes about 25 minutes."
     )
-    now = int(time.time() * 1000)
 
     def encode() -> int:
         size = 0

@@ -1,7 +1,8 @@
 """Where our client spends its CPU in the benchmark's CPU workloads, and A/B checks of changes.
 
-    python benchmarks/profile_ours.py                     # py-spy profiles of workloads 4 and 5
+    python benchmarks/profile_ours.py                     # py-spy profiles: workloads 4 and 5, the scan
     python benchmarks/profile_ours.py --compare /tmp/src  # CPU of this checkout vs another src/ tree
+    python benchmarks/profile_ours.py --floor --loop uvloop --workloads scan   # the floor, on uvloop
 
 Profiles run our driver (``client_ours.py``) under py-spy (``pip install
 py-spy``) against the emulator in its own process, exactly as ``run.py`` does,
@@ -27,29 +28,34 @@ import sys
 import tempfile
 from pathlib import Path
 
-from run import HERE, SRC, Client, Emulator, bootstrap, client_env
-from workloads import DEFAULT_KEY
+from clients import FLOOR, HERE, OURS, SRC, Client, client_env
+from harness import Emulator, presign
+from run import bootstrap
+from workloads import DEFAULT_KEY, SHORT_TEXT, bulk_text
 
 _IDLE = ("select (selectors.py", "poll (selectors.py")
-_IN_LOOP = "run_forever (asyncio/base_events.py"
+#: In the loop: below ``asyncio.Runner.run``; uvloop's own frames are native, so with it the
+#: callbacks sit right under that frame, and a sample whose leaf is that frame waits in epoll.
+_IN_LOOP = "run (asyncio/runners.py"
 _IMPORTING = "(<frozen importlib._bootstrap>"
 
 
-def _workloads(calls: int, streams: int, size: int) -> dict[str, list[str]]:
+#: Per workload: its title, the figure that ``--compare`` reads, the driver's options.
+Workload = tuple[str, str, list[str]]
+
+
+def _workloads(calls: int, streams: int, size: int) -> dict[str, Workload]:
+    per_conversation = str(max(4, calls // streams))
+    scan = ["--mode", "scan", "--streams", str(streams), "--n", per_conversation, "--pool-size", str(streams)]
+    bulk = ["--mode", "throughput", "--streams", str(streams), "--bytes", str(size), "--pool-size", str(streams)]
     return {
-        "CPU per short utterance (workload 4)": ["--mode", "cpu", "--n", str(calls)],
-        f"{streams} concurrent streams x {size / 1e6:g} MB PCM (workload 5)": [
-            "--mode",
-            "throughput",
-            "--streams",
-            str(streams),
-            "--bytes",
-            str(size),
-            "--pool-size",
-            str(streams),
-            "--rounds",
-            "3",
-        ],
+        "cpu": ("CPU per short utterance (workload 4)", "cpu_us_per_call", ["--mode", "cpu", "--n", str(calls)]),
+        "scan": (f"{streams} conversations at once, short utterances (the scan)", "cpu_us_per_stream", scan),
+        "bulk": (
+            f"{streams} concurrent streams x {size / 1e6:g} MB PCM (workload 5)",
+            "cpu_s_per_mb",
+            [*bulk, "--rounds", "3"],
+        ),
     }
 
 
@@ -79,7 +85,7 @@ def summarize(raw_file: Path, top: int) -> str:
             continue
         count = int(count_text)
         frames = stack.split(";")
-        if any(marker in frames[-1] for marker in _IDLE):
+        if any(marker in frames[-1] for marker in (*_IDLE, _IN_LOOP)):
             idle += count
             continue
         busy += count
@@ -106,12 +112,25 @@ def _py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def _driver(emulator: Emulator, src: Path) -> tuple[list[str], dict[str, str]]:
-    ours = Client("ours", "ours", sys.executable, "client_ours.py", "amazon_polly_streaming", "")
-    env = client_env(ours)
+def _driver(emulator: Emulator, src: Path, args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    if args.floor:
+        client = Client(FLOOR, "floor", sys.executable, "client_floor.py", "", "")
+    else:
+        client = Client(OURS, "ours", sys.executable, "client_ours.py", "amazon_polly_streaming", "")
+    env = client_env(client)
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(src)])
-    command = [sys.executable, str(HERE / "client_ours.py"), "--endpoint", emulator.endpoint_url]
-    return [*command, "--ca", emulator.ca_file, "--key", DEFAULT_KEY, "--timeout", "600"], env
+    command = [sys.executable, str(HERE / client.driver), "--endpoint", emulator.endpoint_url, "--ca", emulator.ca_file]
+    command += ["--key", DEFAULT_KEY, "--timeout", "600", "--loop", args.loop]
+    if args.floor:
+        presigned = Path(tempfile.mkdtemp(prefix="polly-profile-")) / "presigned.json"
+        presign(emulator, [SHORT_TEXT, bulk_text(args.bytes)], presigned)
+        command += ["--presigned", str(presigned)]
+    return command, env
+
+
+def _chosen(args: argparse.Namespace) -> list[Workload]:
+    workloads = _workloads(args.calls, args.streams, args.bytes)
+    return [workloads[name] for name in args.workloads.split(",")]
 
 
 def profile(emulator: Emulator, args: argparse.Namespace) -> int:
@@ -119,9 +138,9 @@ def profile(emulator: Emulator, args: argparse.Namespace) -> int:
     if py_spy is None:
         print("py-spy is not installed: pip install py-spy", file=sys.stderr)
         return 2
-    command, env = _driver(emulator, args.src)
+    command, env = _driver(emulator, args.src, args)
     scratch = Path(tempfile.mkdtemp(prefix="polly-profile-"))
-    for title, options in _workloads(args.calls, args.streams, args.bytes).items():
+    for title, _, options in _chosen(args):
         raw = scratch / "profile.txt"
         spy = [py_spy, "record", "--rate", "997", "--format", "raw", "--output", str(raw), "--"]
         out = subprocess.run([*spy, *command, *options], env=env, capture_output=True, text=True, check=False)
@@ -138,21 +157,20 @@ def profile(emulator: Emulator, args: argparse.Namespace) -> int:
 
 def compare(emulator: Emulator, args: argparse.Namespace) -> int:
     trees = {"this checkout": SRC, "compared": args.compare.resolve()}
-    measures = {"cpu_us_per_call": ["--mode", "cpu", "--n", str(args.calls)]}
-    measures["cpu_s_per_mb"] = _workloads(args.calls, args.streams, args.bytes).popitem()[1]
     found: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
+    chosen = _chosen(args)
     for _ in range(args.reps):
-        for key, options in measures.items():
+        for _, key, options in chosen:
             for label, src in trees.items():
-                command, env = _driver(emulator, src)
+                command, env = _driver(emulator, src, args)
                 out = subprocess.run([*command, *options], env=env, capture_output=True, text=True, check=True)
                 found[(key, label)].append(float(json.loads(out.stdout.strip().splitlines()[-1])[key]))
-    for key in measures:
+    for _, key, _ in chosen:
         base = statistics.median(found[(key, "this checkout")])
         for label in trees:
             values = found[(key, label)]
             median = statistics.median(values)
-            print(f"{key:16} {label:14} median {median:.6g} ({median / base - 1:+.1%})  min {min(values):.6g}")
+            print(f"{key:18} {label:14} median {median:.6g} ({median / base - 1:+.1%})  min {min(values):.6g}")
     return 0
 
 
@@ -165,6 +183,9 @@ def main() -> int:
     options.add_argument("--src", type=Path, default=SRC, help="the src/ tree to profile (default this checkout)")
     options.add_argument("--compare", type=Path, help="another src/ tree: A/B its CPU against this checkout")
     options.add_argument("--reps", type=int, default=6, help="A/B repetitions (default 6)")
+    options.add_argument("--workloads", default="cpu,scan,bulk", help="which of cpu, scan, bulk (default all)")
+    options.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the client's event loop")
+    options.add_argument("--floor", action="store_true", help="profile the raw h2 floor instead of ours")
     args = options.parse_args()
     bootstrap()
     emulator = Emulator()

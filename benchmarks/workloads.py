@@ -15,9 +15,17 @@ Modes (``--mode``):
 * ``cpu``: process CPU time over ``--n`` sequential calls after warm-up.
 * ``throughput``: ``--streams`` concurrent streams of ``--bytes`` audio each,
   ``--rounds`` times, on connections warmed beforehand.
-* ``memory``: RSS growth per idle pooled connection, then per stream held
-  open on those warm connections; ``memory-fresh``: RSS growth per stream held
+* ``scan``: ``--streams`` conversations at once, each repeating the short
+  utterance ``--n`` times after ``--warmup`` calls (which open its
+  connection): client CPU per stream, time to first audio of every call, and
+  streams per second; with ``--server-pids``, the servers' CPU time over the
+  same window, read from ``/proc``, and what else kept the machine busy.
+* ``memory``: RSS growth per idle pooled connection, freshly opened, then
+  per stream held open on those warm connections, then per idle connection
+  again after each carried ``--bytes`` of audio; ``memory-fresh``: RSS growth per stream held
   open in a fresh process, its connection included.
+
+``--loop uvloop`` runs any mode on uvloop instead of asyncio's default loop.
 """
 
 from __future__ import annotations
@@ -59,7 +67,7 @@ class Adapter(Protocol):
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Benchmark / interop driver for one client.")
-    modes = ("synth", "cold", "ttfa", "cpu", "throughput", "memory", "memory-fresh")
+    modes = ("synth", "cold", "ttfa", "cpu", "throughput", "scan", "memory", "memory-fresh")
     p.add_argument("--mode", required=True, choices=modes)
     p.add_argument("--endpoint", required=True, help="https://host:port of the emulator")
     p.add_argument("--ca", required=True, help="CA bundle that signed the emulator's certificate")
@@ -78,6 +86,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pool-size", type=int, default=8)
     p.add_argument("--presigned", help="the floor only: the requests the harness signed for it")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole run")
+    p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop to run on")
+    p.add_argument("--server-pids", default="", help="scan: comma-separated server processes whose CPU to read")
     return p
 
 
@@ -89,7 +99,15 @@ def export_credentials(args: argparse.Namespace) -> None:
 
 
 def rss_bytes() -> int | None:
-    """Resident set size now (Linux), or None where /proc is missing."""
+    """Resident set size now (Linux), or None where /proc is missing.
+
+    Garbage is collected and free heap memory handed back to the system
+    first (glibc's ``malloc_trim``), so that the figure is what live objects
+    hold, not what the allocator kept from earlier work: without it, the
+    figure after bulk audio varies by a third from run to run.
+    """
+    gc.collect()
+    _trim_heap()
     try:
         with open("/proc/self/status") as status:
             for line in status:
@@ -98,6 +116,37 @@ def rss_bytes() -> int | None:
     except OSError:
         return None
     return None
+
+
+def _trim_heap() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
+
+
+def cpu_seconds_of(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` so far (Linux), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    # After the command name: state is field 3, utime and stime fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU time the whole machine has spent busy so far, all CPUs together (Linux), or None."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(field) for field in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal ...: all but idle and iowait is busy.
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def open_sockets() -> int | None:
@@ -187,6 +236,8 @@ async def _measure(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]
         return {"calls": args.n, "cpu_us_per_call": cpu / args.n * 1e6, "wall_us_per_call": wall / args.n * 1e6}
     if mode == "throughput":
         return await _throughput(adapter, args)
+    if mode == "scan":
+        return await _scan(adapter, args)
     if mode == "memory":
         return await _memory(adapter, args)
     if mode == "memory-fresh":
@@ -214,6 +265,47 @@ async def _throughput(adapter: Adapter, args: argparse.Namespace) -> dict[str, A
         "rounds": rounds,
         "cpu_s_per_mb": statistics.median(r["cpu_s_per_mb"] for r in rounds),
         "wall_s": statistics.median(r["wall_s"] for r in rounds),
+    }
+
+
+async def _scan(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
+    """``--streams`` conversations at once, each repeating the short utterance."""
+
+    async def conversation(calls: int, samples: list[float]) -> None:
+        for _ in range(calls):
+            samples.append(await _timed(adapter, args.text, args))
+
+    warm: list[float] = []
+    await asyncio.gather(*(conversation(max(1, args.warmup), warm) for _ in range(args.streams)))
+    pids = [int(pid) for pid in args.server_pids.split(",") if pid]
+    gc.collect()
+    servers = [cpu_seconds_of(pid) for pid in pids]
+    machine = machine_busy_seconds()
+    samples: list[float] = []
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(conversation(args.n, samples) for _ in range(args.streams)))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    machine_after = machine_busy_seconds()
+    after = [cpu_seconds_of(pid) for pid in pids]
+    server_cpu = [b - a if a is not None and b is not None else None for a, b in zip(servers, after, strict=True)]
+    others = None
+    if machine is not None and machine_after is not None and None not in server_cpu:
+        # Whatever else ran on the machine meanwhile, in CPUs: the noise in these figures.
+        others = max(0.0, machine_after - machine - cpu - sum(server_cpu)) / wall  # type: ignore[arg-type]
+    calls = len(samples)
+    return {
+        "conversations": args.streams,
+        "calls": calls,
+        "cpu_us_per_stream": cpu / calls * 1e6,
+        "ttfa_median_ms": statistics.median(samples) * 1000,
+        "ttfa_p99_ms": _p99(samples) * 1000,
+        "streams_per_s": calls / wall,
+        "wall_s": wall,
+        "client_cpu_share": cpu / wall,
+        # Each server's CPU time over the window, as a share of the wall time: near 1.0 it was saturated.
+        "server_cpu_shares": [None if s is None else s / wall for s in server_cpu],
+        "server_cpu_us_per_stream": None if None in server_cpu else sum(server_cpu) / calls * 1e6,  # type: ignore[arg-type]
+        "other_load_cpus": others,
     }
 
 
@@ -263,42 +355,55 @@ async def _memory_fresh(adapter: Adapter, args: argparse.Namespace) -> dict[str,
 
 
 async def _memory(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
-    """RSS growth per idle pooled connection, then per stream held open on a warm pool.
+    """RSS growth per idle pooled connection, fresh and after bulk audio, and per stream held open.
 
-    Idle connections: ``--streams`` concurrent calls leave that many idle
-    connections in a pooled client (a client that multiplexes streams on one
-    connection opens fewer; the sockets are counted). Open streams: as many
-    calls, each holding its stream after the first audio chunk (a one-event
-    response, so that buffered audio does not dominate). Memory that the
-    earlier calls freed is reused, so this is the steady-state cost of a
-    stream in a busy process; ``memory-fresh`` gives the first-time cost.
+    Fresh idle connections: ``--streams`` concurrent calls of a one-event
+    response (3.2 KB of audio) leave that many idle connections in a pooled
+    client (a client that multiplexes streams on one connection opens fewer;
+    the sockets are counted). Open streams: as many calls again, each holding
+    its stream after the first audio chunk. Then each of those connections
+    carries ``--bytes`` of audio, all at once, and goes idle again: a bulk
+    read fills the whole of a TLS transport's read buffer (asyncio's is
+    256 KiB per connection), which small reads leave mostly untouched, so
+    an idle connection that once streamed costs more than a fresh one.
+    Memory that earlier calls freed is reused, so the open-stream figure is
+    the steady-state cost of a stream in a busy process; ``memory-fresh``
+    gives the first-time cost.
     """
     sockets_before = open_sockets()
-    await _drain(adapter, SHORT_TEXT, args)
+    await _drain(adapter, HOLD_TEXT, args)
     gc.collect()
     rss_one = rss_bytes()
     sockets_one = open_sockets()
-    await asyncio.gather(*(_drain(adapter, SHORT_TEXT, args) for _ in range(args.streams)))
+    await asyncio.gather(*(_drain(adapter, HOLD_TEXT, args) for _ in range(args.streams)))
     gc.collect()
     rss_idle = rss_bytes()
     sockets_idle = open_sockets()
 
     rss_held = await _hold(adapter, args)
+    text = bulk_text(args.bytes)
+    await asyncio.gather(*(_drain(adapter, text, args) for _ in range(args.streams)))
+    gc.collect()
+    rss_bulk = rss_bytes()
+    sockets_bulk = open_sockets()
+
     connections = None
     if sockets_idle is not None and sockets_before is not None:
         connections = sockets_idle - sockets_before
-    per_connection = None
-    if rss_idle is not None and rss_one is not None and sockets_one is not None and sockets_idle is not None:
-        extra = sockets_idle - sockets_one
-        if extra > 0:
-            per_connection = (rss_idle - rss_one) / extra / 1024
+
+    def per_connection(rss: int | None, sockets: int | None) -> float | None:
+        if rss is None or rss_one is None or sockets is None or sockets_one is None or sockets <= sockets_one:
+            return None
+        return (rss - rss_one) / (sockets - sockets_one) / 1024
+
     per_stream = None
     if rss_held is not None and rss_idle is not None:
         per_stream = (rss_held - rss_idle) / args.streams / 1024
     return {
         "streams": args.streams,
         "connections_opened": connections,
-        "rss_per_idle_connection_kb": per_connection,
+        "rss_per_idle_connection_kb": per_connection(rss_idle, sockets_idle),
+        "rss_per_idle_connection_after_bulk_kb": per_connection(rss_bulk, sockets_bulk),
         "rss_per_open_stream_kb": per_stream,
     }
 
@@ -306,6 +411,12 @@ async def _memory(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
 def main(adapter: Adapter) -> None:
     args = parser().parse_args()
     export_credentials(args)
-    result = asyncio.run(asyncio.wait_for(_run(adapter, args), args.timeout))
+    loop_factory = None
+    if args.loop == "uvloop":
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        result = runner.run(asyncio.wait_for(_run(adapter, args), args.timeout))
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()

@@ -183,6 +183,22 @@ async def test_idle_connections_expire() -> None:
         assert emulator.total_connections == 2
 
 
+async def test_a_shorter_idle_timeout_of_another_client_sharing_the_pool_is_kept() -> None:
+    # The idle timer sleeps until the earliest deadline and is woken only by
+    # an earlier one: a client with a shorter idle_timeout returning a shared
+    # connection must still see it closed on time.
+    async with serve({"idle_timeout": 30.0}, audio="tone") as (emulator, patient):
+        brief = make_client(emulator, idle_timeout=0.2)
+        try:
+            await collect(patient)  # idle until +30 s
+            await asyncio.sleep(0.05)  # the timer sleeps that long
+            await collect(brief)  # the same connection, now idle until +0.2 s
+            assert emulator.total_connections == 1
+            await emulator.wait_for(lambda: emulator.open_connections == 0, 2.0)
+        finally:
+            await brief.close()
+
+
 async def test_prewarm_opens_connections_ahead() -> None:
     async with serve({"pool_size": 3}, audio="tone") as (emulator, client):
         assert await client.prewarm(2) == 2

@@ -198,6 +198,39 @@ def test_language_code_is_sent_only_when_given() -> None:
         assert dict(headers).get("x-amzn-languagecode") == expected
 
 
+def test_a_request_identical_within_its_second_reuses_the_signature_and_nothing_else_does() -> None:
+    # What a cached signature must never outlive: any signed input (a key rotated within the second too).
+    def sign(signer: protocol.RequestSigner, **change: object) -> tuple[list[tuple[str, str]], bytes]:
+        inputs: dict[str, object] = {
+            "params": protocol.synthesis_params(voice_id="Matthew", output_format="pcm"),
+            "authority": "a",
+            "credentials": Credentials("AKIDEXAMPLE", SECRET),
+            "amz_date": "20260401T120000Z",
+            "user_agent": "t",
+        }
+        request = signer.sign(**{**inputs, **change})  # type: ignore[arg-type]
+        return list(request), request.event_signer.last_signature
+
+    signer = protocol.RequestSigner("us-east-1")
+    first = sign(signer)
+    assert sign(signer) == first  # the same request in the same second: the same bytes
+    assert sign(protocol.RequestSigner("us-east-1")) == first  # as signing it afresh gives
+    changes: list[dict[str, object]] = [
+        {"amz_date": "20260401T120001Z"},
+        {"credentials": Credentials("AKIDEXAMPLE", "another secret")},  # rotated within the second
+        {"credentials": Credentials("AKIDOTHER", SECRET)},
+        {"credentials": Credentials("AKIDEXAMPLE", SECRET, "TOKEN")},
+        {"params": protocol.synthesis_params(voice_id="Joanna", output_format="pcm")},
+        {"authority": "b"},
+    ]
+    for change in changes:
+        assert sign(signer) == first  # the last request signed: the one this change differs from
+        changed = sign(signer, **change)
+        assert changed == sign(protocol.RequestSigner("us-east-1"), **change)
+        assert changed != first
+    assert sign(signer, user_agent="u")[0][-1] == ("user-agent", "u")  # not signed, but sent
+
+
 def test_signed_request_repr_hides_the_signature_and_token() -> None:
     signer = protocol.RequestSigner("us-east-1")
     request = signer.sign(

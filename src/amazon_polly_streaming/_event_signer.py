@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from ._eventstream import encode_message
 
-__all__ = ["EventSigner", "chunk_signature", "date_header"]
+__all__ = ["EventSigner", "amz_date", "chunk_signature", "date_header"]
 
 _DATE_PREFIX = b"\x05:date\x08"
 _SIGNATURE_PREFIX = b"\x10:chunk-signature\x06\x00\x20"
@@ -31,8 +31,22 @@ def date_header(epoch_ms: int) -> bytes:
     return _DATE_PREFIX + _MS.pack(epoch_ms)
 
 
-def _amz_date(epoch_seconds: int) -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch_seconds))
+_last_amz_date: tuple[int, str] = (-1, "")
+
+
+def amz_date(epoch_seconds: int) -> str:
+    """``YYYYMMDDTHHMMSSZ`` of ``epoch_seconds`` (UTC).
+
+    strftime costs more than the rest of a signature: the last second's text
+    is kept, for the request and the envelopes of every stream signed within
+    it. (One tuple, replaced whole: safe across threads.)
+    """
+    global _last_amz_date
+    second, text = _last_amz_date
+    if second != epoch_seconds:
+        text = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch_seconds))
+        _last_amz_date = (epoch_seconds, text)
+    return text
 
 
 def chunk_signature(
@@ -93,11 +107,10 @@ class EventSigner:
         """Return the encoded, signed envelope carrying ``payload``."""
         second = epoch_ms // 1000
         if second != self._amz_second:
-            # strftime costs more than the rest of a signature; events
-            # within the same second share it.
+            # Events within the same second share their date text.
             self._amz_second = second
-            self._amz_date = amz_date = _amz_date(second)
-            day = amz_date[:8]
+            self._amz_date = date_text = amz_date(second)
+            day = date_text[:8]
             if day != self._day:
                 if self._key_for is None:
                     raise ValueError(f"cannot sign an envelope of {day} with the key of {self._day}")

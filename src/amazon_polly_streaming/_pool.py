@@ -18,6 +18,7 @@ Knows nothing of Polly.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import weakref
 from collections import deque
@@ -105,6 +106,8 @@ class ConnectionPool:
         self._keeper: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False  # close_idle is stopping the keeper (not the loop's shutdown)
+        #: When the timer task will next look, if it sleeps until then.
+        self._next_check = math.inf
         #: The event loop is shutting down: keep nothing, lend nothing.
         self.shut = False
 
@@ -161,8 +164,9 @@ class ConnectionPool:
         Returns whether it was kept.
         """
         if conn.reusable and self._users and conn in self._all and not self.shut:
-            self._idle.append((conn, self.loop.time() + idle_timeout))
-            self._watch()
+            deadline = self.loop.time() + idle_timeout
+            self._idle.append((conn, deadline))
+            self._watch(deadline)
             return True
         if self.shut:
             self._all.discard(conn)
@@ -186,7 +190,7 @@ class ConnectionPool:
 
     # ------------------------------------------------------------ the timer task
 
-    def _watch(self) -> None:
+    def _watch(self, deadline: float = math.inf) -> None:
         """Keep the timer task running while the pool holds any connection, leased or idle.
 
         A task, not a timer handle: ``asyncio.run`` cancels every task when
@@ -197,9 +201,10 @@ class ConnectionPool:
         """
         if self._keeper is None:
             self._wake = asyncio.Event()
+            self._next_check = math.inf
             self._keeper = self.loop.create_task(self._keep(), name="polly-pooled-connections")
-        else:
-            self._poke()
+        elif deadline < self._next_check:
+            self._poke()  # this deadline comes first (a busy pool's later ones need no wake-up)
 
     def _poke(self) -> None:
         if self._wake is not None:
@@ -220,11 +225,13 @@ class ConnectionPool:
                         await wake.wait()  # leased ones only: until one comes back or goes
                     continue
                 earliest = min(deadline for _, deadline in self._idle)
+                self._next_check = earliest
                 try:
                     async with asyncio.timeout_at(earliest):
                         await wake.wait()
                 except TimeoutError:
                     pass
+                self._next_check = math.inf
         except asyncio.CancelledError:
             if not self._stopping:
                 # asyncio.run is ending the loop: close the idle sockets now

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from . import _sigv4
@@ -158,7 +158,7 @@ class SignedRequest:
 
     __slots__ = ("_headers", "event_signer")
 
-    def __init__(self, headers: list[tuple[str, str]], event_signer: EventSigner) -> None:
+    def __init__(self, headers: Sequence[tuple[str, str]], event_signer: EventSigner) -> None:
         self._headers = headers
         self.event_signer = event_signer
 
@@ -173,14 +173,19 @@ class RequestSigner:
     """Signs the requests of one region, keeping the signing key of the current day.
 
     Only the request's own HMAC is computed per stream; each stream's event
-    signer asks this object for the key of its envelopes' dates.
+    signer asks this object for the key of its envelopes' dates. Signing is
+    deterministic and dated to the second, so a request identical to the last
+    one within the same second (a busy server's streams) reuses its headers
+    and signature: the same bytes, computed once.
     """
 
-    __slots__ = ("_key_cache", "region")
+    __slots__ = ("_key_cache", "_last", "region")
 
     def __init__(self, region: str) -> None:
         self.region = region
         self._key_cache: tuple[str, str, bytes] | None = None
+        # (everything signed, headers, signature, scope, signing key)
+        self._last: tuple[tuple[object, ...], tuple[tuple[str, str], ...], bytes, str, bytes] | None = None
 
     def __repr__(self) -> str:
         return f"RequestSigner(region={self.region!r})"
@@ -206,6 +211,31 @@ class RequestSigner:
 
         ``amz_date`` is the signing time as ``YYYYMMDDTHHMMSSZ``.
         """
+        secret = credentials.secret_access_key
+        signed_inputs = (
+            params,
+            authority,
+            amz_date,
+            user_agent,
+            credentials.access_key_id,
+            secret,
+            credentials.session_token,
+        )
+        last = self._last
+        if last is not None and last[0] == signed_inputs:
+            _, headers, signature, scope, key = last
+        else:
+            headers, signature, scope, key = self._sign(params, authority, credentials, amz_date, user_agent)
+            self._last = (signed_inputs, headers, signature, scope, key)
+
+        def key_for(day: str) -> bytes:
+            return self._signing_key(secret, day)
+
+        return SignedRequest(headers, EventSigner(key, scope, signature, key_for=key_for))
+
+    def _sign(
+        self, params: SynthesisParams, authority: str, credentials: Credentials, amz_date: str, user_agent: str
+    ) -> tuple[tuple[tuple[str, str], ...], bytes, str, bytes]:
         signed = [
             ("content-type", EVENT_STREAM_CONTENT_TYPE),
             ("host", authority),
@@ -223,9 +253,8 @@ class RequestSigner:
         if credentials.session_token:
             signed.append(("x-amz-security-token", credentials.session_token))
         datestamp = amz_date[:8]
-        secret = credentials.secret_access_key
         scope = _sigv4.credential_scope(datestamp, self.region, SERVICE)
-        key = self._signing_key(secret, datestamp)
+        key = self._signing_key(credentials.secret_access_key, datestamp)
         auth = _sigv4.sign_request(
             method="POST",
             path=PATH,
@@ -242,12 +271,7 @@ class RequestSigner:
         headers.extend(item for item in signed if item[0] != "host")
         headers.append(("authorization", auth.header))
         headers.append(("user-agent", user_agent))
-
-        def key_for(day: str) -> bytes:
-            return self._signing_key(secret, day)
-
-        signer = EventSigner(key, scope, auth.signature, key_for=key_for)
-        return SignedRequest(headers, signer)
+        return tuple(headers), auth.signature, scope, key
 
     def request_headers(
         self,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from hpack import NeverIndexedHeaderTuple
 
+from ._event_signer import amz_date
 from ._protocol import CLOSE_STREAM_EVENT, SynthesisParams, text_event, text_events
 from ._response import ResponseItem, ResponseParser
 from ._runtime import USER_AGENT, Runtime, StreamOwner
@@ -44,6 +45,9 @@ _ERROR_BODY_GRACE = 2.0
 _CLOSE_GRACE = 1.0
 _KEEPALIVE_EVENT = text_event(" ")  # Polly's documented keep-alive: white space
 _SENSITIVE = frozenset({"authorization", "x-amz-security-token"})
+#: Envelopes signed together go in DATA frames of at most this size (h2's
+#: default largest frame), joined without copying more than that at once.
+_BATCH_BYTES = 16384
 
 
 def _always() -> bool:
@@ -149,8 +153,12 @@ class SpeechStream(StreamOwner):
 
     # ------------------------------------------------------------------ opening
 
-    async def open(self) -> None:
-        """Lease a connection and queue the signed request headers (``send_request`` sends them)."""
+    async def open(self, *, keepalive: bool = True) -> None:
+        """Lease a connection and queue the signed request headers (``send_request`` sends them).
+
+        ``keepalive=False``: the caller closes the input before it next
+        awaits (a whole text), so the keep-alive timer would only be cancelled.
+        """
         runtime = self._runtime
         creds = await runtime.credentials.get(runtime.config.connect_timeout)
         conn, reused = await runtime.lease(self._use_pool)
@@ -163,7 +171,7 @@ class SpeechStream(StreamOwner):
                 self.params,
                 authority=runtime.endpoint.authority,
                 credentials=creds,
-                amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(wall_clock())),
+                amz_date=amz_date(int(wall_clock())),
                 user_agent=USER_AGENT,
             )
             self._signer = request.event_signer
@@ -173,7 +181,8 @@ class SpeechStream(StreamOwner):
             raise
         runtime.streams.add(self)
         self._last_send = self._loop.time()
-        self._arm_keepalive()
+        if keepalive:
+            self._arm_keepalive()
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "stream %d on %s: voice=%s format=%s rate=%s (connection %s)",
@@ -192,18 +201,33 @@ class SpeechStream(StreamOwner):
 
     # ------------------------------------------------------------------ sending
 
-    def _queue(self, inner_event: bytes, *, end: bool = False) -> None:
-        """Sign and queue one event (sync, so envelopes can never interleave)."""
+    def _queue(self, inner_events: Iterable[bytes], *, end: bool = False) -> None:
+        """Sign and queue events (sync, so envelopes can never interleave).
+
+        Envelopes signed together leave together, in DATA frames of up to
+        ``_BATCH_BYTES``: h2's cost is per frame more than per byte.
+        """
         stream = self._stream
         signer = self._signer
         assert stream is not None
         assert signer is not None
         now_ms = int(wall_clock() * 1000)
-        envelope = signer.sign(inner_event, now_ms)
+        envelopes = [signer.sign(event, now_ms) for event in inner_events]
         if end:
+            envelopes.append(signer.sign(CLOSE_STREAM_EVENT, now_ms))
             # The final empty envelope closes the signature chain.
-            envelope += signer.sign(b"", now_ms)
-        stream.send(envelope, end_stream=end)
+            envelopes.append(signer.sign(b"", now_ms))
+        batch: list[bytes] = []
+        size = 0
+        for envelope in envelopes:
+            if batch and size + len(envelope) > _BATCH_BYTES:
+                stream.send(b"".join(batch))
+                batch.clear()
+                size = 0
+            batch.append(envelope)
+            size += len(envelope)
+        if batch or end:
+            stream.send(b"".join(batch), end_stream=end)
         self._last_send = self._loop.time()
 
     async def send(self, text: str, *, flush: bool = False, text_type: str | None = None) -> None:
@@ -237,12 +261,10 @@ class SpeechStream(StreamOwner):
         async with lock:
             self._check_writable()
             try:
-                for event in events:
-                    self._queue(event)
+                self._queue(events, end=close)
                 if close:
                     self._input_closed = True
                     self._cancel_keepalive()
-                    self._queue(CLOSE_STREAM_EVENT, end=True)
                     assert self._stream is not None
                     self._stream.nudge()  # from now on the server owes us the rest
                 await self._push(drain)
@@ -295,7 +317,7 @@ class SpeechStream(StreamOwner):
         due = self._last_send + self._keepalive_interval
         if self._loop.time() >= due and not busy and not stream.output_queued:
             try:
-                self._queue(_KEEPALIVE_EVENT)
+                self._queue((_KEEPALIVE_EVENT,))
             except PollyStreamingError:
                 return
             assert self._conn is not None

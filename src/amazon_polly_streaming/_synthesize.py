@@ -51,7 +51,7 @@ async def synthesize(
         session = SpeechStream(get_runtime(), params, use_pool=use_pool, text_type=text_type)
         pump: asyncio.Task[None] | None = None
         try:
-            await session.open()
+            await session.open(keepalive=not whole)
             if whole:
                 # Headers, text, close and the final envelope leave in one write.
                 await session.send_events(text, close=True, drain=False)  # type: ignore[arg-type]

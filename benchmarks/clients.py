@@ -1,0 +1,90 @@
+"""What the benchmark's parts share: where things are, the clients it measures, how much it runs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from peers import VENVS
+from workloads import DEFAULT_KEY, DEFAULT_SECRET
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SRC = ROOT / "src"
+OURS, FLOOR = "ours", "raw h2 floor"
+REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class Counts:
+    imports: int  # fresh processes for the import time
+    cold: int  # fresh processes for the cold start
+    warmup: int  # calls before measuring TTFA or CPU
+    ttfa: int  # calls measured for the warm TTFA
+    cpu: int  # sequential calls per CPU measurement
+    rounds: int  # TTFA and CPU measurements (fresh processes) for ours and the floor; peers get one
+    streams: int  # concurrent streams of the bulk workload
+    stream_bytes: int  # audio per bulk stream
+    bulk_rounds: int  # bulk rounds measured per process
+    memory_streams: int  # connections / streams held in the memory workload
+    codec_seconds: float
+    scan_levels: tuple[int, ...]  # conversations at once in the concurrency scan
+    scan_uvloop_levels: tuple[int, ...]  # the levels scanned again on uvloop
+    scan_calls: int  # calls measured per scan process, split among its conversations
+    scan_min_calls: int  # ... but at least this many per conversation
+    scan_rounds: int  # scan processes per client and level, interleaved
+
+
+COUNTS = {
+    "full": Counts(15, 10, 20, 500, 1000, 5, 64, 1024 * 1024, 3, 64, 3.0, (1, 16, 64, 256), (1, 64), 2048, 8, 5),
+    "quick": Counts(5, 3, 10, 100, 200, 3, 16, 1024 * 1024, 1, 16, 1.0, (1, 16, 64, 256), (1, 64), 512, 4, 1),
+    "smoke": Counts(2, 1, 3, 20, 30, 1, 4, 64 * 1024, 1, 4, 0.3, (1, 16), (1,), 32, 2, 1),
+}
+
+
+@dataclass
+class Client:
+    name: str
+    kind: str  # "ours", "floor" or "peer"
+    python: str
+    driver: str
+    module: str  # what the import workload imports ("a,b" for several)
+    version: str
+
+
+# Variables that would point a client somewhere else, or change what it loads.
+DROPPED_ENV = {
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSTARTUP",
+    "PYTHONPROFILEIMPORTTIME",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_POLLY",
+    "AWS_CA_BUNDLE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+}
+
+
+def client_env(client: Client) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if name not in DROPPED_ENV}
+    env["PYTHONPYCACHEPREFIX"] = str(VENVS / "pycache")
+    # The peers must import their own installed package, never this checkout's.
+    env["PYTHONPATH"] = str(HERE) if client.kind == "peer" else os.pathsep.join([str(HERE), str(SRC)])
+    env["AWS_ACCESS_KEY_ID"] = DEFAULT_KEY
+    env["AWS_SECRET_ACCESS_KEY"] = DEFAULT_SECRET
+    env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    return env

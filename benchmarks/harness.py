@@ -1,0 +1,442 @@
+"""The benchmark's machinery: the emulator processes, and each workload run in fresh client processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from clients import DROPPED_ENV, FLOOR, HERE, OURS, REGION, SRC, Client, Counts, client_env
+from peers import VENVS
+from report import fmt, pct
+from workloads import DEFAULT_KEY, DEFAULT_SECRET, HOLD_TEXT, SHORT_TEXT, bulk_text
+
+_SUFFIX = {"asyncio": "", "uvloop": "_uvloop"}
+_SCAN_FIELDS = (
+    "cpu_us_per_stream",
+    "ttfa_median_ms",
+    "ttfa_p99_ms",
+    "streams_per_s",
+    "client_cpu_share",
+    "server_busiest",
+    "server_cpu_us_per_stream",
+    "other_load_cpus",
+)
+
+
+def _scan_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each scan figure over ``runs`` (the failed ones left out, the first error kept)."""
+    good = [run for run in runs if not run.get("error")]
+    figures: dict[str, Any] = {"runs": good}
+    errors = [run["error"] for run in runs if run.get("error")]
+    if errors:
+        figures["error"] = errors[0]
+    for field in _SCAN_FIELDS:
+        values = [float(run[field]) for run in good if run.get(field) is not None]
+        figures[field] = statistics.median(values) if values else None
+    return figures
+
+
+class Emulator:
+    """The emulator (tone audio, as fast as possible) in ``processes`` processes sharing one port.
+
+    Each process runs ``emulator_server.py`` on ``loop``; the kernel spreads
+    the connections among them (``SO_REUSEPORT``). ``pids`` lets a driver
+    read their CPU time, to show that they kept up.
+    """
+
+    def __init__(self, processes: int = 1, loop: str = "asyncio") -> None:
+        from amazon_polly_streaming.emulator._certs import make_certificates
+
+        self.loop = loop
+        self._dir = tempfile.TemporaryDirectory(prefix="polly-bench-emulator-")
+        certs = make_certificates(Path(self._dir.name))
+        self.ca_file: str = str(certs.ca_file)
+        env = {name: value for name, value in os.environ.items() if name not in DROPPED_ENV}
+        env["PYTHONPATH"] = str(SRC)
+        env["PYTHONPYCACHEPREFIX"] = str(VENVS / "pycache")
+        self._command = [sys.executable, str(HERE / "emulator_server.py"), "--loop", loop]
+        self._command += ["--cert", str(certs.cert_file), "--key", str(certs.key_file), "--ca", self.ca_file]
+        self._env = env
+        self._processes: list[tuple[subprocess.Popen[str], Any]] = []
+        self.port = 0
+        try:
+            for _ in range(processes):
+                self.port = self._spawn()
+        except BaseException:
+            self.close()
+            raise
+        self.endpoint_url: str = f"https://127.0.0.1:{self.port}"
+
+    def _spawn(self) -> int:
+        log = tempfile.TemporaryFile()  # noqa: SIM115 - the process's stderr, kept until close()
+        process = subprocess.Popen(
+            [*self._command, "--port", str(self.port)], stdout=subprocess.PIPE, stderr=log, text=True, env=self._env
+        )
+        self._processes.append((process, log))
+        stdout = process.stdout
+        assert stdout is not None
+        line: list[str] = []
+        reader = threading.Thread(target=lambda: line.append(stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(60)
+        if not line or not line[0].strip():
+            log.seek(0)
+            raise SystemExit("the emulator did not start:\n" + log.read().decode(errors="replace")[-2000:])
+        port: int = json.loads(line[0])["port"]
+        return port
+
+    @property
+    def processes(self) -> int:
+        return len(self._processes)
+
+    @property
+    def pids(self) -> str:
+        """The processes' ids, comma-separated (a driver's ``--server-pids``)."""
+        return ",".join(str(process.pid) for process, _ in self._processes)
+
+    def close(self) -> None:
+        for process, log in self._processes:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            log.close()
+        self._processes.clear()
+        self._dir.cleanup()
+
+
+def presign(emulator: Emulator, texts: list[str], path: Path) -> None:
+    """Sign each request once, with its event envelopes, for the floor to replay byte for byte."""
+    from amazon_polly_streaming._protocol import CLOSE_STREAM_EVENT, RequestSigner, synthesis_params, text_event
+    from amazon_polly_streaming.credentials import Credentials
+
+    signed = {}
+    for text in texts:
+        headers, signer = RequestSigner(REGION).request_headers(
+            synthesis_params(voice_id="Matthew", output_format="pcm", sample_rate="16000"),
+            authority=emulator.endpoint_url.removeprefix("https://"),
+            credentials=Credentials(DEFAULT_KEY, DEFAULT_SECRET),
+            amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+            user_agent="benchmark-floor",
+        )
+        now = int(time.time() * 1000)
+        body = signer.sign(text_event(text), now) + signer.sign(CLOSE_STREAM_EVENT, now) + signer.sign(b"", now)
+        signed[text] = {"headers": headers, "body": body.hex()}
+    path.write_text(json.dumps(signed))
+
+
+class Runner:
+    def __init__(self, emulator: Emulator, counts: Counts) -> None:
+        self.emulator = emulator
+        self.counts = counts
+        self.began = time.monotonic()
+        self._scratch = Path(tempfile.mkdtemp(prefix="polly-bench-"))
+        #: Why the uvloop rows are skipped, or None when uvloop is there.
+        self.uvloop_error: str | None = None
+        try:
+            import uvloop  # noqa: F401 - only whether it is installed
+        except ImportError:
+            self.uvloop_error = "uvloop is not installed (pip install uvloop): the uvloop rows are skipped"
+
+    def log(self, message: str) -> None:
+        print(f"[{time.monotonic() - self.began:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    def drive(
+        self, client: Client, mode: str, timeout: float, emulator: Emulator | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """Run ``client``'s driver once in a fresh process (against ``emulator``, by default the run's);
+        its JSON result, or ``{"error": ...}``."""
+        emulator = emulator or self.emulator
+        args = [client.python, str(HERE / client.driver), "--mode", mode, "--timeout", f"{timeout:g}"]
+        args += ["--endpoint", emulator.endpoint_url, "--ca", emulator.ca_file]
+        if client.kind == "floor":
+            # Signed now: the emulator allows 5 minutes of clock skew, like Polly.
+            presigned = self._scratch / "presigned.json"
+            texts = [SHORT_TEXT, HOLD_TEXT, bulk_text(self.counts.stream_bytes)]
+            presign(emulator, texts, presigned)
+            args += ["--presigned", str(presigned)]
+        for name, value in options.items():
+            args += [f"--{name.replace('_', '-')}", str(value)]
+        try:
+            out = subprocess.run(
+                args, capture_output=True, text=True, timeout=timeout + 30, env=client_env(client), check=False
+            )
+        except subprocess.TimeoutExpired:
+            return {"error": f"{mode}: no result within {timeout + 30:g} s"}
+        lines = out.stdout.strip().splitlines()
+        if out.returncode != 0 or not lines:
+            detail = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
+            return {"error": f"{mode}: {detail[:300]}"}
+        result: dict[str, Any] = json.loads(lines[-1])
+        return result
+
+    def import_ms(self, client: Client) -> float | str:
+        """Cumulative ``-X importtime`` of the client's top-level imports in ms (one process), or an error."""
+        wanted = {name.split(".")[0] for name in client.module.split(",")}
+        try:
+            out = subprocess.run(
+                [client.python, "-X", "importtime", "-c", f"import {client.module}"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=client_env(client),
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return "import: timed out"
+        if out.returncode != 0:
+            return "import: " + (out.stderr.strip().splitlines() or ["failed"])[-1][:300]
+        total = 0
+        for line in out.stderr.splitlines():
+            parts = line.split("|")
+            # "import time: self | cumulative | name", the name indented two spaces per nesting level:
+            # the statement's own imports are the entries at level 0.
+            top_level = len(parts) == 3 and parts[1].strip().isdigit() and parts[2][1:2] != " "
+            if top_level and parts[2].strip().split(".")[0] in wanted:
+                total += int(parts[1])
+        return total / 1000
+
+    def cold_ms(self, client: Client) -> float | str:
+        """Spawn to first audio byte in ms (one process), or an error."""
+        started = time.time()
+        result = self.drive(client, "cold", 60)
+        wall = result.get("first_byte_wall")
+        if wall is None:
+            return str(result.get("error") or "cold: no audio")
+        return (float(wall) - started) * 1000
+
+    def sampled(self, clients: list[Client], rows: dict[str, dict[str, Any]], key: str, runs: int, sample: Any) -> None:
+        """``runs`` samples per client, interleaved across clients after one warm-up each (it fills the
+        bytecode cache); the median goes in ``rows[name][key]``, the samples in ``..._samples``."""
+        samples: dict[str, list[float]] = {client.name: [] for client in clients}
+        failed: dict[str, str] = {}
+        for index in range(runs + 1):
+            for client in clients:
+                if client.name in failed:
+                    continue
+                value = sample(client)
+                if isinstance(value, str):
+                    failed[client.name] = value
+                elif index:
+                    samples[client.name].append(value)
+        for client in clients:
+            row = rows[client.name]
+            if client.name in failed:
+                row[key] = None
+                row["errors"][key] = failed[client.name]
+            else:
+                row[key] = statistics.median(samples[client.name])
+                row[key + "_samples"] = [round(v, 3) for v in samples[client.name]]
+
+    def rounds(
+        self, clients: list[Client], mode: str, timeout: float, **options: Any
+    ) -> dict[str, list[dict[str, Any]]]:
+        """``counts.rounds`` fresh processes each for ours and the floor, interleaved (this machine's noise
+        drifts); one for a peer, whose figures are tens of times the floor's."""
+        runs: dict[str, list[dict[str, Any]]] = {client.name: [] for client in clients}
+        for index in range(self.counts.rounds):
+            for client in clients:
+                if client.kind != "peer" or not index:
+                    runs[client.name].append(self.drive(client, mode, timeout, **options))
+        return runs
+
+    def sequential(
+        self,
+        clients: list[Client],
+        rows: dict[str, dict[str, Any]],
+        mode: str,
+        calls: int,
+        loop: str,
+        fields: dict[str, str],
+    ) -> None:
+        """Workload ``mode`` (``calls`` sequential calls) on ``loop``: ``rows[name][key + suffix]``, the
+        median over the rounds of each run's ``fields[key]``."""
+        timeout = 60 + (calls + self.counts.warmup) * 0.3
+        runs = self.rounds(clients, mode, timeout, n=calls, warmup=self.counts.warmup, loop=loop)
+        suffix = _SUFFIX[loop]
+        for client in clients:
+            named = {key + suffix: field for key, field in fields.items()}
+            self.summarize(rows[client.name], mode + suffix, runs[client.name], named)
+
+    @staticmethod
+    def summarize(row: dict[str, Any], key: str, runs: list[dict[str, Any]], fields: dict[str, str]) -> None:
+        """``row[name]``: the median over the runs of their ``fields[name]``; the runs in ``row[key + "_runs"]``."""
+        good = [run for run in runs if not run.get("error")]
+        if len(good) < len(runs):
+            row["errors"][key] = next(run["error"] for run in runs if run.get("error"))
+        for name, field in fields.items():
+            values = [float(run[field]) for run in good if run.get(field) is not None]
+            row[name] = statistics.median(values) if values else None
+        row[key + "_runs"] = good
+
+    def run(self, clients: list[Client]) -> dict[str, dict[str, Any]]:
+        counts = self.counts
+        rows: dict[str, dict[str, Any]] = {
+            client.name: {"python": client.python, "version": client.version, "errors": {}} for client in clients
+        }
+
+        def note(key: str, label: str, unit: str) -> None:
+            values = ", ".join(f"{c.name} {fmt(rows[c.name].get(key))}" for c in clients)
+            self.log(f"{label} ({unit}): {values}")
+
+        def record(client: Client, key: str, result: dict[str, Any], fields: dict[str, str]) -> None:
+            row = rows[client.name]
+            if result.get("error"):
+                row["errors"][key] = result["error"]
+            for name, field in fields.items():
+                row[name] = result.get(field)
+            row[key + "_run"] = result
+
+        self.log(f"1/8 import time: median of {counts.imports} processes per client")
+        self.sampled(clients, rows, "import_ms", counts.imports, self.import_ms)
+        note("import_ms", "import", "ms")
+
+        self.log(f"2/8 cold start: median of {counts.cold} processes per client")
+        self.sampled(clients, rows, "cold_start_ms", counts.cold, self.cold_ms)
+        note("cold_start_ms", "cold start to first audio", "ms")
+
+        pair = [client for client in clients if client.kind != "peer"]
+        groups = {"asyncio": clients, "uvloop": pair if self.uvloop_error is None else []}
+        self.log(f"3/8 warm time to first audio: {counts.ttfa} calls per process")
+        fields = {"ttfa_median_ms": "median_ms", "ttfa_p99_ms": "p99_ms"}
+        for loop, group in groups.items():
+            self.sequential(group, rows, "ttfa", counts.ttfa, loop, fields)
+            note("ttfa_median_ms" + _SUFFIX[loop], f"warm TTFA median on {loop}", "ms")
+
+        self.log(f"4/8 CPU per short utterance: {counts.cpu} sequential calls per process")
+        fields = {"cpu_us_per_call": "cpu_us_per_call", "wall_us_per_call": "wall_us_per_call"}
+        for loop, group in groups.items():
+            self.sequential(group, rows, "cpu", counts.cpu, loop, fields)
+            note("cpu_us_per_call" + _SUFFIX[loop], f"CPU per short utterance on {loop}", "us")
+
+        streams, size = counts.streams, counts.stream_bytes
+        self.log(f"5/8 {streams} concurrent streams x {size / 2**20:g} MiB PCM, {counts.bulk_rounds} rounds")
+        for client in clients:
+            result = self.drive(
+                client, "throughput", 300, streams=streams, bytes=size, rounds=counts.bulk_rounds, pool_size=streams
+            )
+            record(client, "bulk", result, {"bulk_cpu_s_per_mb": "cpu_s_per_mb", "bulk_wall_s": "wall_s"})
+        note("bulk_cpu_s_per_mb", "bulk CPU per MB", "s")
+
+        held = counts.memory_streams
+        self.log(
+            f"6/8 memory: {held} idle connections, {held} open streams, {held} idle connections after "
+            f"{size / 2**20:g} MiB each; {held} streams in a fresh process"
+        )
+        # RSS after bulk audio depends on how much of the TLS read buffer the reads happened to touch:
+        # ours and the floor take the median of several processes, as for CPU.
+        runs = self.rounds(clients, "memory", 120, streams=held, pool_size=held, bytes=size)
+        fresh_runs = self.rounds(clients, "memory-fresh", 120, streams=held, pool_size=held)
+        for client in clients:
+            fields = {
+                "rss_kb_per_open_stream": "rss_per_open_stream_kb",
+                "rss_kb_per_idle_connection": "rss_per_idle_connection_kb",
+                "rss_kb_per_idle_connection_after_bulk": "rss_per_idle_connection_after_bulk_kb",
+                "connections_for_streams": "connections_opened",
+            }
+            self.summarize(rows[client.name], "memory", runs[client.name], fields)
+            fields = {"rss_kb_per_stream_fresh": "rss_per_stream_fresh_kb"}
+            self.summarize(rows[client.name], "memory_fresh", fresh_runs[client.name], fields)
+        note("rss_kb_per_idle_connection", "RSS per idle connection, fresh", "KB")
+        note("rss_kb_per_idle_connection_after_bulk", "RSS per idle connection after bulk audio", "KB")
+        note("rss_kb_per_stream_fresh", "RSS per concurrent stream (fresh process)", "KB")
+        return rows
+
+    def scan(self, pair: list[Client]) -> list[dict[str, Any]]:
+        """The concurrency scan: N conversations at once, ours and the floor interleaved, per loop and N."""
+        counts = self.counts
+        levels = [("asyncio", n) for n in counts.scan_levels]
+        if self.uvloop_error is None:
+            levels += [("uvloop", n) for n in counts.scan_uvloop_levels]
+        self.log(
+            f"7/8 concurrency scan: N = {', '.join(str(n) for _, n in levels[: len(counts.scan_levels)])} "
+            f"conversations at once (uvloop: {', '.join(str(n) for loop, n in levels if loop == 'uvloop') or '-'}), "
+            f"{counts.scan_calls} calls per process, {counts.scan_rounds} processes per client"
+        )
+        out = []
+        for loop, conversations in levels:
+            per = max(counts.scan_min_calls, counts.scan_calls // conversations)
+            row: dict[str, Any] = {"loop": loop, "conversations": conversations, "calls_per_conversation": per}
+            runs: dict[str, list[dict[str, Any]]] = {client.name: [] for client in pair}
+            for _ in range(counts.scan_rounds):
+                for client in pair:
+                    runs[client.name].append(self.scan_once(client, loop, conversations))
+            for client in pair:
+                row[client.name] = _scan_medians(runs[client.name])
+            ours, floor = row.get(OURS, {}), row.get(FLOOR, {})
+            self.log(
+                f"  {loop} N={conversations}: CPU/stream ours {fmt(ours.get('cpu_us_per_stream'))} us, floor "
+                f"{fmt(floor.get('cpu_us_per_stream'))} us; TTFA p99 ours {fmt(ours.get('ttfa_p99_ms'))} ms, floor "
+                f"{fmt(floor.get('ttfa_p99_ms'))} ms; busiest emulator process "
+                f"{pct(ours.get('server_busiest'))} / {pct(floor.get('server_busiest'))} of a CPU"
+            )
+            out.append(row)
+        return out
+
+    def scan_once(
+        self, client: Client, loop: str, conversations: int, emulator: Emulator | None = None
+    ) -> dict[str, Any]:
+        """One scan process: ``conversations`` at once on ``loop``."""
+        emulator = emulator or self.emulator
+        per = max(self.counts.scan_min_calls, self.counts.scan_calls // conversations)
+        result = self.drive(
+            client,
+            "scan",
+            120 + per * conversations * 0.02,
+            emulator,
+            streams=conversations,
+            n=per,
+            warmup=2,
+            pool_size=conversations,
+            server_pids=emulator.pids,
+            loop=loop,
+        )
+        if not result.get("error"):
+            shares = [share for share in result.get("server_cpu_shares") or [] if share is not None]
+            result["server_busiest"] = max(shares) if shares else None
+        return result
+
+    def emulator_check(self, ours: Client, conversations: int) -> dict[str, Any]:
+        """Ours at ``conversations`` against this run's emulator and against one with a process more (or,
+        when this run's has several, with one process), interleaved: if the emulator held the client back,
+        the figures differ."""
+        processes = 2 if self.emulator.processes == 1 else 1
+        self.log(
+            f"emulator check: ours at N={conversations}, {self.emulator.processes} vs {processes} emulator processes"
+        )
+        other = Emulator(processes, self.emulator.loop)
+        runs: dict[int, list[dict[str, Any]]] = {self.emulator.processes: [], processes: []}
+        try:
+            for _ in range(self.counts.scan_rounds):
+                for emulator in (self.emulator, other):
+                    runs[emulator.processes].append(self.scan_once(ours, "asyncio", conversations, emulator))
+        finally:
+            other.close()
+        return {"conversations": conversations, "by_processes": {str(k): _scan_medians(v) for k, v in runs.items()}}
+
+    def codec(self, ours: Client) -> dict[str, Any]:
+        self.log("8/8 codec alone (sans-IO, no sockets)")
+        seconds = self.counts.codec_seconds
+        out = subprocess.run(
+            [ours.python, str(HERE / "codec_speed.py"), "--seconds", str(seconds)],
+            capture_output=True,
+            text=True,
+            timeout=120 + seconds,
+            env=client_env(ours),
+            check=False,
+        )
+        if out.returncode != 0:
+            return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
+        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        return result
