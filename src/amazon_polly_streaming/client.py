@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from ._config import ClientConfig, Endpoint, ProxyConfig, check_region, check_verify, positive, proxy_for
+from ._region import DEFAULT_REGION, resolve_region
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
 if TYPE_CHECKING:
@@ -30,10 +31,6 @@ if TYPE_CHECKING:
     TextSource: TypeAlias = str | Iterable[str] | AsyncIterable[str]
 
 __all__ = ["DEFAULT_REGION", "Endpoint", "PollyStreamingClient"]
-
-#: The region of a client created without one (and without AWS_REGION set),
-#: as in earlier releases.
-DEFAULT_REGION = "eu-central-1"
 
 
 class PollyStreamingClient:
@@ -91,7 +88,6 @@ class PollyStreamingClient:
     ) -> None:
         import threading
 
-        from ._region import resolve_region
         from .credentials import CredentialResolver
         from .retries import as_policy
 
