@@ -17,7 +17,7 @@ from . import __version__
 from ._connection import Connection
 from ._dial import open_connection, tls_context
 from ._pool import ConnectionPool, Slots, shared_pool
-from ._protocol import RequestSigner
+from ._wire.request import RequestSigner
 from .exceptions import TransportError
 
 if TYPE_CHECKING:

@@ -175,7 +175,7 @@ def _check_ca_bundle(args: argparse.Namespace) -> None:
 
 def _stream_options(args: argparse.Namespace) -> tuple[dict[str, object], int]:
     """The stream's keyword arguments, validated before any I/O, and the sample rate (the format's default)."""
-    from ._protocol import synthesis_params
+    from ._wire.request import synthesis_params
 
     try:
         params = synthesis_params(
