@@ -14,9 +14,9 @@ import sys
 from typing import TYPE_CHECKING
 
 from . import __version__
-from ._connection import Connection
-from ._dial import open_connection, tls_context
-from ._pool import ConnectionPool, Slots, shared_pool
+from ._transport.connection import Connection
+from ._transport.dial import open_connection, tls_context
+from ._transport.pool import ConnectionPool, Slots, shared_pool
 from ._wire.request import RequestSigner
 from .exceptions import TransportError
 

@@ -28,8 +28,8 @@ from .exceptions import PollyStreamingError, ProtocolError, ReadTimeoutError, Tr
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from ._connection import Connection
-    from ._stream import Stream
+    from ._transport.connection import Connection
+    from ._transport.stream import Stream
     from ._wire.event_signer import EventSigner
 
 __all__ = ["SpeechStream", "StreamMetrics", "open_session", "wall_clock"]
