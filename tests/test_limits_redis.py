@@ -454,3 +454,33 @@ async def test_processes_sharing_one_redis_never_exceed_the_limit_at_the_emulato
         peak = max(peak, open_now)
     assert peak == limit
     assert max(w for r in results for w in r["waits"]) > 0.05  # some really waited
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_the_limiter_command_shows_holders_by_process(
+    redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from amazon_polly_streaming.cli import main
+
+    async def take_two() -> None:
+        limiter = _limiter(redis_server, name="cli", limit=5)
+        await limiter.acquire()
+        (await limiter.acquire()).release("throttled")
+        await limiter.acquire()
+        await _settle(limiter)
+        await limiter.aclose()  # the leases stay in Redis until they expire
+
+    asyncio.run(take_two())
+    assert main(["limiter", "--redis", redis_server.url, "--name", "cli", "--limit", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "holders 2, waiting 0, effective limit 4, throttles 1" in out
+    assert f":{os.getpid()}" in out
+    assert main(["limiter", "--redis", redis_server.url, "--name", "cli", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["holders_by_process"] == {f"{os.uname().nodename}:{os.getpid()}": 2}
+    redis_server.kill()
+    assert main(["limiter", "--redis", redis_server.url, "--name", "cli"]) == 5
+    assert "does not answer" in capsys.readouterr().err
+    assert main(["limiter", "--redis", "http://x", "--name", "cli"]) == 2
