@@ -24,7 +24,7 @@ import redis.asyncio
 from amazon_polly_streaming import AdmissionTimeoutError, LimiterError, ThrottlingException
 from amazon_polly_streaming._aimd import AIMDLimit
 from amazon_polly_streaming._limit_scripts import keys
-from amazon_polly_streaming.limits import RedisLimiter
+from amazon_polly_streaming.limits import LimiterStats, RedisLimiter
 from redis_server import RedisServer
 from support import SENTENCE, Peak, collect, serve
 
@@ -484,3 +484,35 @@ def test_the_limiter_command_shows_holders_by_process(
     assert main(["limiter", "--redis", redis_server.url, "--name", "cli"]) == 5
     assert "does not answer" in capsys.readouterr().err
     assert main(["limiter", "--redis", "http://x", "--name", "cli"]) == 2
+
+
+def test_the_blocking_helper_closes_the_limiters_connections_with_its_loop(redis_server: RedisServer) -> None:
+    from amazon_polly_streaming.emulator import Emulator
+    from amazon_polly_streaming.sync import synthesize
+    from support import KEY, SECRET, open_fds
+
+    limiter = _limiter(redis_server, limit=1)
+    with Emulator.start_in_thread(strict=True) as emulator:
+        fds = open_fds()
+        for _ in range(3):
+            audio = synthesize(
+                SENTENCE,
+                "Matthew",
+                region="us-east-1",
+                endpoint_url=emulator.endpoint_url,
+                verify=emulator.ca_file,
+                credentials=(KEY, SECRET),
+                limiter=limiter,
+            )
+            assert audio
+            # The loop's Redis connections were closed with it, not left to the garbage collector.
+            assert open_fds() <= fds
+            # Released on Redis, not left to expire with the lease.
+            assert asyncio.run(_stats_and_close(limiter)).holders == 0
+
+
+async def _stats_and_close(limiter: RedisLimiter) -> LimiterStats:
+    try:
+        return await limiter.stats()
+    finally:
+        await limiter.aclose()
