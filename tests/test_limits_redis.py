@@ -494,7 +494,7 @@ def test_the_blocking_helper_closes_the_limiters_connections_with_its_loop(redis
     limiter = _limiter(redis_server, limit=1)
     with Emulator.start_in_thread(strict=True) as emulator:
         fds = open_fds()
-        for _ in range(3):
+        for _ in range(6):
             audio = synthesize(
                 SENTENCE,
                 "Matthew",
@@ -505,10 +505,11 @@ def test_the_blocking_helper_closes_the_limiters_connections_with_its_loop(redis
                 limiter=limiter,
             )
             assert audio
-            # The loop's Redis connections were closed with it, not left to the garbage collector.
-            assert open_fds() <= fds
             # Released on Redis, not left to expire with the lease.
             assert asyncio.run(_stats_and_close(limiter)).holders == 0
+        # Each loop's Redis connections were closed with it, not left to the garbage collector (the
+        # slack is the emulator thread, which may not have closed its end of the last connection yet).
+        assert open_fds() <= fds + 1
 
 
 async def _stats_and_close(limiter: RedisLimiter) -> LimiterStats:
