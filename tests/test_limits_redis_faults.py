@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 
-from amazon_polly_streaming import LimiterError
+from amazon_polly_streaming import AdmissionTimeoutError, LimiterError
 from amazon_polly_streaming._limit_scripts import keys
 from amazon_polly_streaming.limits import RedisLimiter
 from limiter_support import close_all, limiter_on, settle
@@ -152,3 +152,20 @@ async def test_garbage_in_the_limiters_keys_is_cleared(redis_server: RedisServer
     assert (await limiter.stats()).throttles == 2
     await monitor.aclose()
     await close_all(limiter)
+
+
+async def test_redis_lost_while_waiting_keeps_one_bound_on_the_wait(redis_server: RedisServer) -> None:
+    limiter = limiter_on(redis_server, limit=1, fallback_limit=1, wait_timeout=1.0, redis_timeout=0.2)
+    other = limiter_on(redis_server, limit=1)
+    held = await other.acquire()  # the fleet is full: the limiter's caller queues in Redis
+    local = await limiter._fallback.acquire()  # and its own fallback share is full too
+    started = time.monotonic()
+    waiting = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.5)
+    redis_server.kill()
+    with pytest.raises(AdmissionTimeoutError, match="fallback share of 1 was full"):
+        await waiting
+    assert time.monotonic() - started < 1.6  # not 0.5 s on Redis plus a whole wait_timeout on the share
+    local.release()
+    held.release()
+    await close_all(limiter, other)

@@ -189,8 +189,10 @@ class RedisLimiter:
                 self._came_back()
                 return permit
         try:
-            local = await self._fallback.acquire()
-        except AdmissionTimeoutError as exc:
+            # The time spent on Redis counts: one bound for the whole wait.
+            async with asyncio.timeout(max(0.0, started + self.wait_timeout - loop.time())):
+                local = await self._fallback.acquire()
+        except (AdmissionTimeoutError, TimeoutError) as exc:
             waited = loop.time() - started
             raise AdmissionTimeoutError(
                 f"RedisLimiter {self.name!r}",
