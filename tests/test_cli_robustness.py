@@ -73,6 +73,17 @@ def test_a_link_planted_at_a_predictable_temporary_name_is_never_followed(
 # ------------------------------------------------------------------ the output's mode
 
 
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o664])
+def test_overwriting_keeps_the_existing_files_mode(emulator: EmulatorThread, tmp_path: Path, mode: int) -> None:
+    out = tmp_path / "private.mp3"
+    out.write_bytes(b"old audio")
+    out.chmod(mode)
+    result = _say(["A private file.", "-o", str(out), "-q"], emulator, _with_umask(0o022))
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == mode
+    assert duration(out.read_bytes()) > 0.3
+
+
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600), (0o002, 0o664)])
 def test_a_new_file_gets_the_umasks_mode(emulator: EmulatorThread, tmp_path: Path, umask: int, mode: int) -> None:
     out = tmp_path / "new.mp3"

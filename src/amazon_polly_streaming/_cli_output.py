@@ -67,8 +67,8 @@ class AudioOutput:
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
         try:
-            # mkstemp makes it 0600; the file gets the mode a plain open would give it.
-            os.fchmod(fd, 0o666 & ~_umask())
+            # mkstemp makes it 0600: the file gets the mode it would have had if written in place.
+            os.fchmod(fd, _mode(path))
         except OSError as exc:
             os.close(fd)
             os.unlink(temp)
@@ -114,6 +114,19 @@ class AudioOutput:
             self._file.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
+
+
+def _mode(path: str) -> int:
+    """An existing file's permissions (``curl -o``, the shell's ``>`` and ``sed -i`` keep them), else the umask's."""
+    import stat
+
+    try:
+        existing = os.stat(path)  # through a link, as sed -i does: the mode of the file it points to
+    except OSError:
+        existing = None
+    if existing is not None and stat.S_ISREG(existing.st_mode):
+        return stat.S_IMODE(existing.st_mode) & 0o777
+    return 0o666 & ~_umask()
 
 
 def _umask() -> int:
