@@ -1,4 +1,4 @@
-"""``polly-stream say`` as an operator's tools run it: planted links, file modes.
+"""``polly-stream say`` as an operator's tools run it: planted links, file modes, signals.
 
 Each test runs the real console script in a subprocess against an emulator on
 loopback; what the child inherits is set in ``preexec_fn`` (it runs in the
@@ -8,8 +8,10 @@ child, after fork and before exec, so ``os.getpid()`` there is the CLI's pid).
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -90,3 +92,82 @@ def test_a_new_file_gets_the_umasks_mode(emulator: EmulatorThread, tmp_path: Pat
     result = _say(["A new file.", "-o", str(out), "-q"], emulator, _with_umask(umask))
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(out.stat().st_mode) == mode
+
+
+# ------------------------------------------------------------------ SIGTERM and SIGHUP
+
+
+def _default_signals() -> None:
+    """The child's dispositions for the signals these tests send, whatever the suite inherited."""
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGHUP, signal.SIGINT})
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def _streaming(emulator: EmulatorThread, out: Path, child: Callable[[], None]) -> subprocess.Popen[bytes]:
+    """A ``say -`` process whose stream has sent audio and stays open (stdin is left open)."""
+    requests = emulator.emulator.requests
+    before = len(requests)
+    process = subprocess.Popen(
+        [*command(), "say", "-", "-o", str(out)],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(emulator),
+        preexec_fn=child,
+    )
+    assert process.stdin is not None
+    process.stdin.write(b"A line that is still being spoken when the signal comes.\n")
+    process.stdin.flush()
+    _wait_for(lambda: len(requests) > before and requests[-1].audio_bytes > 0, "audio")
+    _wait_for(lambda: any(out.parent.iterdir()), "the temporary file")
+    return process
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_termination_signal_mid_stream_leaves_no_partial_file(
+    emulator: EmulatorThread, tmp_path: Path, signum: int
+) -> None:
+    process = _streaming(emulator, tmp_path / "story.mp3", _default_signals)
+    try:
+        started = time.monotonic()
+        process.send_signal(signum)
+        code = process.wait(10)
+        took = time.monotonic() - started
+        assert process.stderr is not None
+        stderr = process.stderr.read().decode()
+    finally:
+        process.kill()
+        process.wait()
+    assert code == 128 + signum, stderr
+    assert took < 5.0, f"{signal.Signals(signum).name} took {took:.1f} s"
+    assert stderr.strip() == f"polly-stream: stopped by {signal.Signals(signum).name}"
+    assert list(tmp_path.iterdir()) == [], "a partial file was left behind"
+
+
+def test_an_ignored_sighup_stays_ignored(emulator: EmulatorThread, tmp_path: Path) -> None:
+    def as_nohup_starts_it() -> None:
+        _default_signals()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    out = tmp_path / "story.mp3"
+    process = _streaming(emulator, out, as_nohup_starts_it)
+    try:
+        process.send_signal(signal.SIGHUP)
+        assert process.stdin is not None
+        process.stdin.write(b"And it went on.\n")
+        process.stdin.close()
+        code = process.wait(30)
+        assert process.stderr is not None
+        stderr = process.stderr.read().decode()
+    finally:
+        process.kill()
+        process.wait()
+    assert code == 0, stderr
+    assert duration(out.read_bytes()) > 1.0
