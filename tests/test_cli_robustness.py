@@ -1,4 +1,4 @@
-"""``polly-stream say`` as an operator's tools run it: planted links, file modes, signals.
+"""``polly-stream say`` as an operator's tools run it: planted links, file modes, signals, a closed stdin.
 
 Each test runs the real console script in a subprocess against an emulator on
 loopback; what the child inherits is set in ``preexec_fn`` (it runs in the
@@ -171,3 +171,25 @@ def test_an_ignored_sighup_stays_ignored(emulator: EmulatorThread, tmp_path: Pat
         process.wait()
     assert code == 0, stderr
     assert duration(out.read_bytes()) > 1.0
+
+
+# ------------------------------------------------------------------ a closed stdin
+
+
+@pytest.mark.parametrize("args", [[], ["-"]], ids=["say", "say -"])
+def test_a_closed_stdin_is_nothing_to_say(emulator: EmulatorThread, tmp_path: Path, args: list[str]) -> None:
+    before = len(emulator.emulator.requests)
+    result = _say([*args, "-o", str(tmp_path / "x.mp3")], emulator, lambda: os.close(0))  # as the shell's <&-
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.decode().strip().splitlines()[-1]
+    assert line.startswith("polly-stream say: error: nothing to say"), line
+    assert "stdin is closed" in line
+    assert list(tmp_path.iterdir()) == []
+    assert len(emulator.emulator.requests) == before
+
+
+def test_text_is_spoken_with_stdin_closed(emulator: EmulatorThread, tmp_path: Path) -> None:
+    out = tmp_path / "x.mp3"
+    result = _say(["Nothing to read from stdin.", "-o", str(out), "-q"], emulator, lambda: os.close(0))
+    assert result.returncode == 0, result.stderr
+    assert duration(out.read_bytes()) > 0.5

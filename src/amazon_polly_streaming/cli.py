@@ -10,7 +10,7 @@ Exit codes (each failure is one line on stderr):
 
 * 0 done
 * 1 unexpected error (a bug: please report it)
-* 2 usage: a bad option or value, nothing to say, a missing ``--ca-bundle``
+* 2 usage: a bad option or value, nothing to say (stdin closed too), a missing ``--ca-bundle``
   file, an output folder that does not exist; found before any network I/O
 * 3 credentials missing or refused
 * 4 Polly said no (a service error such as ``ThrottlingException``)
@@ -262,7 +262,11 @@ async def _say(args: argparse.Namespace) -> int:
 
     fmt = args.format
     text: str | None = None  # None: read stdin
-    if not (args.text == ["-"] or (not args.text and not sys.stdin.isatty())):
+    # Python makes sys.stdin None when the process starts with it closed (<&-): nothing to read.
+    if args.text == ["-"] or (not args.text and (sys.stdin is None or not sys.stdin.isatty())):
+        if sys.stdin is None:
+            raise _Usage("nothing to say: stdin is closed" + ("" if args.text else "; give TEXT"))
+    else:
         text = " ".join(args.text)
         if not text.strip():
             raise _Usage("nothing to say: give TEXT, or '-' to read stdin" if not args.text else "nothing to say")
