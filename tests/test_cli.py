@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from peers import clean_env
 
 from amazon_polly_streaming.emulator import Emulator, EmulatorThread
-from support import KEY, SECRET
+from support import KEY, SECRET, default_signals
 
 pytestmark = pytest.mark.timeout(60)
 soundfile = pytest.importorskip("soundfile")
@@ -43,8 +44,7 @@ def emulator() -> Iterator[EmulatorThread]:
 
 
 def _env(emulator: EmulatorThread | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1")
+    env = clean_env(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1")
     if emulator is not None:
         env.update(AWS_ENDPOINT_URL_POLLY=emulator.endpoint_url, AWS_CA_BUNDLE=emulator.ca_file)
     env.update(extra)
@@ -267,6 +267,7 @@ def test_ctrl_c_while_waiting_on_a_pipe_that_stays_open(emulator: EmulatorThread
         stdin=subprocess.PIPE,  # never written, never closed
         stderr=subprocess.PIPE,
         env=_env(emulator),
+        preexec_fn=default_signals(signal.SIGINT),
     )
     try:
         _wait_until_reading(emulator, tmp_path)
@@ -283,8 +284,11 @@ def _on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[subprocess.Pop
     """Run with a new pseudo-terminal as its controlling terminal and stdin; returns the master end."""
     master, slave = pty.openpty()
 
+    interruptible = default_signals(signal.SIGINT)
+
     def take_the_terminal() -> None:  # runs in the child, after setsid
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        interruptible()  # the test types ^C
 
     try:
         process = subprocess.Popen(
@@ -473,7 +477,11 @@ def test_the_emulator_prints_the_public_test_key_pair() -> None:
 
     ((key, secret),) = DEFAULT_CREDENTIALS.items()
     process = subprocess.Popen(
-        [*_command(), "emulator"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(None)
+        [*_command(), "emulator"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(None),
+        preexec_fn=default_signals(signal.SIGINT),
     )
     assert process.stdout is not None
     assert process.stderr is not None
@@ -499,6 +507,7 @@ def test_the_emulator_keeps_a_chosen_secret_to_itself() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=_env(None),
+        preexec_fn=default_signals(signal.SIGINT),
     )
     assert process.stdout is not None
     assert process.stderr is not None
