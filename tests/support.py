@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,6 +36,18 @@ def default_signals(*signals: signal.Signals) -> Callable[[], None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
 
     return reset
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    """End a child so that its own clean-up runs (SIGTERM: an emulator removes its certificates' folder);
+    SIGKILL only if it does not go. Start it with ``default_signals(signal.SIGTERM)``."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def make_client(emulator: Emulator, **options: Any) -> PollyStreamingClient:

@@ -23,7 +23,7 @@ import pytest
 from peers import clean_env
 
 from amazon_polly_streaming.emulator import Emulator, EmulatorThread
-from support import KEY, SECRET, default_signals
+from support import KEY, SECRET, default_signals, stop
 
 pytestmark = pytest.mark.timeout(60)
 soundfile = pytest.importorskip("soundfile")
@@ -481,7 +481,7 @@ def test_the_emulator_prints_the_public_test_key_pair() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=_env(None),
-        preexec_fn=default_signals(signal.SIGINT),
+        preexec_fn=default_signals(signal.SIGINT, signal.SIGTERM),
     )
     assert process.stdout is not None
     assert process.stderr is not None
@@ -494,8 +494,7 @@ def test_the_emulator_prints_the_public_test_key_pair() -> None:
         process.send_signal(signal.SIGINT)
         assert process.wait(15) == 0
     finally:
-        process.kill()
-        process.wait()
+        stop(process)
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert key in readme
     assert secret in readme
@@ -507,7 +506,7 @@ def test_the_emulator_keeps_a_chosen_secret_to_itself() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=_env(None),
-        preexec_fn=default_signals(signal.SIGINT),
+        preexec_fn=default_signals(signal.SIGINT, signal.SIGTERM),
     )
     assert process.stdout is not None
     assert process.stderr is not None
@@ -518,8 +517,7 @@ def test_the_emulator_keeps_a_chosen_secret_to_itself() -> None:
         assert process.wait(15) == 0
         assert "my-own-secret" not in line + process.stderr.read().decode()
     finally:
-        process.kill()
-        process.wait()
+        stop(process)
 
 
 @pytest.mark.parametrize(
