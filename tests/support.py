@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -58,3 +59,13 @@ async def collect(client: PollyStreamingClient, text: Any = SENTENCE, **options:
     async for chunk in client.start_speech_synthesis_stream(text=text, **options):
         out += chunk
     return bytes(out)
+
+
+async def within(timeout: float, predicate: Callable[[], object]) -> bool:
+    """Poll ``predicate()`` for up to ``timeout`` seconds; whether it became true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True

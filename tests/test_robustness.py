@@ -61,7 +61,7 @@ from hostile_h2 import (
     ping_frames,
     stream_closed_event,
 )
-from support import KEY, SECRET, collect, make_client, open_fds, serve
+from support import KEY, SECRET, collect, make_client, open_fds, serve, within
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.all_loops]
 
@@ -72,16 +72,6 @@ PROXY_PASSWORD = "proxy-pw-0f9e8d7c6b5a"
 
 
 # ------------------------------------------------------------------ helpers
-
-
-async def within(timeout: float, predicate: Callable[[], object]) -> bool:
-    """Poll ``predicate()`` for up to ``timeout`` seconds; whether it became true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 async def eventually(predicate: Callable[[], object], timeout: float, message: str) -> None:

@@ -1,0 +1,82 @@
+"""Issue 20, items 1 to 6: the client in real use, round 3.
+
+Each test is named after its item (``test_itemN_...``) and runs over real
+loopback HTTP/2+TLS: the emulator where it can play the part, the hostile
+server of ``hostile_h2`` where a broken endpoint is needed. Every wait is
+bounded. Async tests run on asyncio and on uvloop (``all_loops``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+
+from amazon_polly_streaming.emulator import Emulator
+from support import collect, make_client, within
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.all_loops]
+
+PCM: dict[str, Any] = {"voice_id": "Matthew", "output_format": "pcm", "sample_rate": "16000"}
+
+
+# ------------------------------------------------------------------ item 1
+
+
+async def _sweep() -> None:
+    """Cancel every task of the loop but this one, as a supervisor or a test helper does."""
+    me = asyncio.current_task()
+    swept = [task for task in asyncio.all_tasks() if task is not me]
+    for task in swept:
+        task.cancel()
+    await asyncio.gather(*swept, return_exceptions=True)
+
+
+async def test_item1_a_task_sweep_does_not_disable_the_client() -> None:
+    # The emulator runs on a thread of its own: the sweep must not reach it.
+    with Emulator.start_in_thread(audio="tone") as running:
+        client = make_client(running.emulator, pool_size=2)
+        try:
+            assert await collect(client)  # a pooled connection now idles, watched by the pool's task
+            await _sweep()
+            assert await asyncio.wait_for(collect(client), 10.0), "no audio after the sweep"
+            await _sweep()
+            assert await asyncio.wait_for(client.prewarm(2), 10.0) >= 1, "prewarm added nothing after a sweep"
+            await _sweep()
+            assert await asyncio.wait_for(collect(client), 10.0), "no audio after the second sweep"
+        finally:
+            await client.close()
+
+
+async def test_item1_idle_connections_still_time_out_after_a_sweep() -> None:
+    with Emulator.start_in_thread(audio="tone") as running:
+        client = make_client(running.emulator, idle_timeout=0.5)
+        try:
+            assert await collect(client)
+            await _sweep()
+            assert await within(5.0, lambda: running.emulator.open_connections == 0), (
+                "the idle connection outlived its idle timeout after the sweep"
+            )
+        finally:
+            await client.close()
+
+
+async def test_item1_a_sweep_of_every_task_that_the_loop_survives() -> None:
+    # A sweep from a callback cancels the main task too, which survives it:
+    # the pool took it for the loop's end; the next stream finds out it was not.
+    with Emulator.start_in_thread(audio="tone") as running:
+        client = make_client(running.emulator)
+        try:
+            assert await collect(client)
+            loop = asyncio.get_running_loop()
+            loop.call_soon(lambda: [task.cancel() for task in asyncio.all_tasks(loop)])
+            main = asyncio.current_task()
+            assert main is not None
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(1)
+            main.uncancel()
+            assert await asyncio.wait_for(collect(client), 10.0), "no audio after the loop survived the sweep"
+        finally:
+            await client.close()
