@@ -12,10 +12,13 @@ import asyncio
 import contextlib
 from typing import Any
 
+import h2.errors
 import pytest
 
 from amazon_polly_streaming.emulator import Emulator
-from support import collect, make_client, within
+from amazon_polly_streaming.exceptions import StreamResetError
+from hostile_h2 import H2Peer, audio_event, stream_closed_event
+from support import collect, hostile, make_client, within
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.all_loops]
 
@@ -80,3 +83,39 @@ async def test_item1_a_sweep_of_every_task_that_the_loop_survives() -> None:
             assert await asyncio.wait_for(collect(client), 10.0), "no audio after the loop survived the sweep"
         finally:
             await client.close()
+
+
+# ------------------------------------------------------------------ item 5
+
+
+async def test_item5_rst_stream_no_error_after_stream_closed_event_is_a_clean_end() -> None:
+    audio = b"\x11\x22" * 400
+
+    async def script(peer: H2Peer) -> None:
+        for _ in range(2):
+            stream_id = await peer.next_request()
+            peer.respond(stream_id)
+            peer.send_data(stream_id, audio_event(audio) + stream_closed_event(6))
+            # The stream is complete; the server ends it with RST_STREAM(NO_ERROR), not END_STREAM.
+            peer.h2.reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+            peer.flush()
+            await peer.drain(5.0)
+
+    async with hostile(script) as (_, client):
+        for _ in range(2):  # and the connection serves the next stream
+            received = await asyncio.wait_for(collect(client, text="Hello."), 5.0)
+            assert received == audio
+
+
+async def test_item5_rst_stream_with_an_error_after_stream_closed_event_still_fails() -> None:
+    async def script(peer: H2Peer) -> None:
+        stream_id = await peer.next_request()
+        peer.respond(stream_id)
+        peer.send_data(stream_id, audio_event(b"\x11" * 64) + stream_closed_event(6))
+        peer.h2.reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+        peer.flush()
+        await peer.drain(5.0)
+
+    async with hostile(script) as (_, client):
+        with pytest.raises(StreamResetError):
+            await asyncio.wait_for(collect(client, text="Hello."), 5.0)
