@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import h2.errors
 import pytest
 
 from amazon_polly_streaming.emulator import Emulator
-from amazon_polly_streaming.exceptions import StreamResetError
+from amazon_polly_streaming.exceptions import ConnectTimeoutError, StreamResetError
 from hostile_h2 import H2Peer, audio_event, stream_closed_event
 from support import collect, hostile, make_client, within
 
@@ -119,3 +120,25 @@ async def test_item5_rst_stream_with_an_error_after_stream_closed_event_still_fa
     async with hostile(script) as (_, client):
         with pytest.raises(StreamResetError):
             await asyncio.wait_for(collect(client, text="Hello."), 5.0)
+
+
+# ------------------------------------------------------------------ item 6
+
+
+async def test_item6_a_server_that_never_sends_its_preface_is_a_connect_timeout() -> None:
+    async def script(peer: H2Peer) -> None:
+        await peer.wait_until(lambda: False, timeout=30)  # reads the client's frames, answers nothing
+
+    options = {"connect_timeout": 0.5, "read_timeout": 20.0}
+    async with hostile(script, options, preface=False) as (_, client):
+        started = time.monotonic()
+        with pytest.raises(ConnectTimeoutError) as info:
+            await asyncio.wait_for(collect(client, text="Hello."), 10.0)
+        elapsed = time.monotonic() - started
+        assert elapsed < 2.0, f"the preface wait took {elapsed:.1f} s, connect_timeout is 0.5 s"
+        assert "SETTINGS" in str(info.value)
+        assert info.value.retry_safe
+        started = time.monotonic()
+        with pytest.raises(ConnectTimeoutError):  # and prewarm too
+            await asyncio.wait_for(client.prewarm(1), 10.0)
+        assert time.monotonic() - started < 2.0

@@ -154,7 +154,11 @@ class Runtime:
                 conn = await pool.open(self.connect)
             finally:
                 self.slots.release()
-            added += pool.give_back(conn, self.config.idle_timeout)
+            try:
+                # Warm means ready: the server's preface came (within connect_timeout).
+                await conn.wait_preface()
+            finally:
+                added += pool.give_back(conn, self.config.idle_timeout)
         return added
 
     # ------------------------------------------------------------ closing
