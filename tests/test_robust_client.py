@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any
 
 import h2.errors
 import pytest
 
+import amazon_polly_streaming.credentials as credentials_module
+from amazon_polly_streaming.credentials import Credentials
 from amazon_polly_streaming.emulator import Emulator
-from amazon_polly_streaming.exceptions import ConnectTimeoutError, StreamResetError
+from amazon_polly_streaming.exceptions import ConnectTimeoutError, CredentialsError, StreamResetError
 from hostile_h2 import H2Peer, audio_event, stream_closed_event
-from support import collect, hostile, make_client, within
+from support import KEY, SECRET, collect, hostile, make_client, serve, within
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.all_loops]
 
@@ -142,3 +145,64 @@ async def test_item6_a_server_that_never_sends_its_preface_is_a_connect_timeout(
         with pytest.raises(ConnectTimeoutError):  # and prewarm too
             await asyncio.wait_for(client.prewarm(1), 10.0)
         assert time.monotonic() - started < 2.0
+
+
+# ------------------------------------------------------------------ item 2
+
+
+class BrokerProvider:
+    """A credential broker: hands out credentials valid ``lifetimes[n]`` seconds, failing where told."""
+
+    def __init__(self, lifetimes: list[float | None]) -> None:
+        self.lifetimes = lifetimes  # None: the broker is unreachable for that call
+        self.calls = 0
+
+    def __call__(self) -> Credentials:
+        lifetime = self.lifetimes[min(self.calls, len(self.lifetimes) - 1)]
+        self.calls += 1
+        if lifetime is None:
+            raise ConnectionRefusedError("the credential broker is unreachable")
+        return Credentials(KEY, SECRET, expiry=time.time() + lifetime)
+
+
+async def test_item2_a_failed_refresh_in_the_advisory_window_keeps_the_credentials(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # 10.5 minutes left: inside the 15 min advisory window, outside the 10 min mandatory one.
+    broker = BrokerProvider([10.5 * 60, None, 3600])
+    caplog.set_level(logging.WARNING, logger="amazon_polly_streaming")
+    async with serve({"credentials": broker}, audio="tone") as (_, client):
+        assert await collect(client)  # the first credentials: 10.5 minutes left
+        assert await collect(client), "a failed refresh failed a stream whose credentials were still good"
+        assert await within(2.0, lambda: broker.calls >= 2), "no refresh was tried in the advisory window"
+        await asyncio.sleep(0.05)
+        assert await collect(client)  # not retried at once: the broker is not asked by every stream
+        assert broker.calls == 2
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "refreshing AWS" in r.getMessage()]
+    assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
+    assert SECRET not in caplog.text
+
+
+async def test_item2_a_refresh_after_a_failure_is_tried_again_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(credentials_module, "ADVISORY_RETRY_SECONDS", 0.2)
+    broker = BrokerProvider([10.5 * 60, None, 3600])
+    async with serve({"credentials": broker}, audio="tone") as (_, client):
+        assert await collect(client)
+        assert await collect(client)
+        assert await within(2.0, lambda: broker.calls >= 2)
+        await asyncio.sleep(0.3)
+        assert await collect(client)
+        assert await within(2.0, lambda: broker.calls >= 3), "the refresh was not tried again after the failure"
+        assert await collect(client)
+        assert broker.calls == 3  # the new credentials last an hour
+
+
+async def test_item2_a_failed_refresh_in_the_mandatory_window_fails_the_stream() -> None:
+    # 9 minutes left would not outlast a 10 minute stream: the refresh must succeed.
+    broker = BrokerProvider([9 * 60, None, 3600])
+    async with serve({"credentials": broker}, audio="tone") as (_, client):
+        assert await collect(client)  # the very first resolution, 9 minutes left
+        with pytest.raises(CredentialsError, match="unreachable"):
+            await collect(client)
+        assert await collect(client)  # the broker is back
+        assert broker.calls == 3
