@@ -18,6 +18,7 @@ import h2.errors
 import pytest
 
 import amazon_polly_streaming.credentials as credentials_module
+from amazon_polly_streaming._protocol import MAX_BILLED_CHARS, MAX_TEXT_CHARS, split_text, utf16_length
 from amazon_polly_streaming.credentials import Credentials
 from amazon_polly_streaming.emulator import Emulator
 from amazon_polly_streaming.exceptions import ConnectTimeoutError, CredentialsError, StreamResetError
@@ -206,3 +207,76 @@ async def test_item2_a_failed_refresh_in_the_mandatory_window_fails_the_stream()
             await collect(client)
         assert await collect(client)  # the broker is back
         assert broker.calls == 3
+
+
+# ------------------------------------------------------------------ item 4
+
+#: 3 MB of UTF-8: a million CJK characters, with an emoji (two UTF-16 units) now and then.
+_CJK_3MB = ("漢字かな交じり文の例です。" * 12 + "\U0001f600") * 6410
+
+
+def test_item4_long_non_ascii_text_is_split_in_linear_time() -> None:
+    assert len(_CJK_3MB.encode()) >= 3_000_000
+    started = time.perf_counter()
+    pieces = split_text(_CJK_3MB)
+    elapsed = time.perf_counter() - started
+    assert "".join(pieces) == _CJK_3MB
+    assert all(utf16_length(piece) <= MAX_BILLED_CHARS for piece in pieces)
+    assert sum(utf16_length(piece) > MAX_BILLED_CHARS - 2 for piece in pieces) >= len(pieces) - 1  # full pieces
+    # Linear: tens of milliseconds here; the quadratic split took 15-25 s.
+    assert elapsed < 0.5, f"splitting 3 MB of CJK text took {elapsed * 1000:.0f} ms"
+
+
+async def test_item4_text_beyond_one_stream_is_refused_at_once() -> None:
+    async with serve(audio="tone") as (emulator, client):
+        await client.start_speech_synthesis_stream(text="Hi.", **PCM).aclose()  # imports done, nothing sent
+        for text in (_CJK_3MB, "字" * (MAX_TEXT_CHARS + 1), "\U0001f600" * (MAX_TEXT_CHARS // 2 + 1)):
+            started = time.perf_counter()
+            with pytest.raises(ValueError, match="100,000") as info:
+                client.start_speech_synthesis_stream(text=text, **PCM)
+            assert time.perf_counter() - started < 0.05, "the refusal was not quick"
+            assert "10 minutes" in str(info.value)
+        async with client.open_stream(**PCM) as stream:
+            with pytest.raises(ValueError, match="100,000"):
+                await stream.send(_CJK_3MB)
+            await stream.send("Still here.")
+            await stream.close_input()
+            assert b"".join([chunk async for chunk in stream])
+        assert len(emulator.requests) == 1  # the open stream's; nothing was sent for the refused texts
+        # Just within the limit is accepted.
+        assert client.start_speech_synthesis_stream(text="字" * MAX_TEXT_CHARS, **PCM) is not None
+
+
+async def test_item4_a_large_text_does_not_stall_other_streams() -> None:
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+
+    async def heartbeat() -> None:
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.01)
+            now = loop.time()
+            gaps.append(now - last)
+            last = now
+
+    # The emulator's input idle limit is 1 s here (Polly's is 5 s); keep-alive every 0.3 s.
+    async with (
+        serve({"keepalive_interval": 0.3}, audio="tone", idle_timeout=1.0) as (_, client),
+        client.open_stream(**PCM) as stream,
+    ):
+        await stream.send("Waiting for the others. ")
+        beat = asyncio.create_task(heartbeat())
+        try:
+            await asyncio.sleep(0.05)
+            for text in ("漢字かな交じり文。" * 11000, _CJK_3MB):  # 99,000 characters, then 3 MB
+                with contextlib.suppress(ValueError):
+                    pending = client.start_speech_synthesis_stream(text=text, **PCM)
+                    await pending.aclose()  # prepared (split and encoded), never sent
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.5)  # beyond the idle limit: only keep-alive holds the stream
+        finally:
+            beat.cancel()
+        await stream.send("Still here.")
+        await stream.close_input()
+        assert b"".join([chunk async for chunk in stream])
+    assert max(gaps) < 0.5, f"the loop stalled for {max(gaps) * 1000:.0f} ms"
