@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import h2.errors
 import pytest
 
+import amazon_polly_streaming._sync_runner as _sync_runner
 import amazon_polly_streaming.credentials as credentials_module
+import amazon_polly_streaming.sync as sync_module
 from amazon_polly_streaming._protocol import MAX_BILLED_CHARS, MAX_TEXT_CHARS, split_text, utf16_length
 from amazon_polly_streaming.credentials import Credentials
-from amazon_polly_streaming.emulator import Emulator
-from amazon_polly_streaming.exceptions import ConnectTimeoutError, CredentialsError, StreamResetError
+from amazon_polly_streaming.emulator import Emulator, EmulatorThread
+from amazon_polly_streaming.exceptions import (
+    ConnectTimeoutError,
+    CredentialsError,
+    ServiceQuotaExceededException,
+    StreamResetError,
+)
+from amazon_polly_streaming.sync import iter_synthesize
 from hostile_h2 import H2Peer, audio_event, stream_closed_event
 from support import KEY, SECRET, collect, hostile, make_client, serve, within
 
@@ -280,3 +291,146 @@ async def test_item4_a_large_text_does_not_stall_other_streams() -> None:
         await stream.close_input()
         assert b"".join([chunk async for chunk in stream])
     assert max(gaps) < 0.5, f"the loop stalled for {max(gaps) * 1000:.0f} ms"
+
+
+# ------------------------------------------------------------------ item 3
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def sync_loop(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The sync helpers make their loop with the event loop policy: run them on each kind."""
+    if request.param == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        previous = asyncio.get_event_loop_policy()
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        try:
+            yield request.param
+        finally:
+            asyncio.set_event_loop_policy(previous)
+    else:
+        yield request.param
+
+
+@pytest.fixture
+def idle_emulator() -> Iterator[EmulatorThread]:
+    """An emulator whose input idle limit is 1 s (Polly's is 5 s), on its own thread."""
+    with Emulator.start_in_thread(audio="tone", idle_timeout=1.0) as running:
+        yield running
+
+
+def _sync_options(running: EmulatorThread) -> dict[str, Any]:
+    return {
+        "region": "us-east-1",
+        "endpoint_url": running.endpoint_url,
+        "verify": running.ca_file,
+        "credentials": (KEY, SECRET),
+        "read_timeout": 5.0,
+        "keepalive_interval": 0.3,
+        "output_format": "pcm",
+        "sample_rate": "16000",
+    }
+
+
+def _slow_tokens(count: int = 8) -> Iterator[str]:
+    yield "Hello there. "
+    for index in range(count):
+        time.sleep(0.1)
+        yield f"Word {index}. "
+
+
+def _stream_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "polly-sync-stream"]
+
+
+def _settles(predicate: Callable[[], object], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_item3_a_caller_holding_a_chunk_does_not_lose_the_stream(sync_loop: str, idle_emulator: EmulatorThread) -> None:
+    audio = bytearray()
+    for chunk in iter_synthesize(_slow_tokens(), "Matthew", **_sync_options(idle_emulator)):
+        if not audio:
+            time.sleep(1.6)  # blocking playback of the first chunk, past the 1 s input idle limit
+        audio += chunk
+    assert audio
+    (record,) = idle_emulator.emulator.requests
+    assert record.outcome == "ok", record.outcome
+    assert "".join(text["text"] for text in record.texts).count("Word") == 8, "text was lost"
+    assert _settles(lambda: not _stream_threads(), 2.0), "the stream's thread outlived the stream"
+
+
+def test_item3_audio_waiting_for_the_caller_is_bounded(
+    sync_loop: str, idle_emulator: EmulatorThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    most: list[int] = [0]
+    largest: list[int] = [0]
+
+    class Recording(_sync_runner.StreamThread):
+        async def _put(self, chunk: bytes) -> None:
+            await super()._put(chunk)
+            most[0] = max(most[0], self._buffered)
+            largest[0] = max(largest[0], len(chunk))
+
+    monkeypatch.setattr(_sync_runner, "StreamThread", Recording)
+    monkeypatch.setattr(sync_module, "BUFFER_BYTES", 8192)
+    text = "A sentence that makes a good deal of audio, more than the buffer holds. " * 20
+    audio = bytearray()
+    for chunk in iter_synthesize(text, "Matthew", **_sync_options(idle_emulator)):
+        if not audio:
+            time.sleep(1.0)  # the loop reads ahead meanwhile, up to the bound
+        audio += chunk
+    assert len(audio) > 8 * 8192
+    assert most[0] < 8192 + largest[0], f"{most[0]} bytes waited for the caller (bound 8192)"
+    assert idle_emulator.emulator.requests[0].outcome == "ok"
+
+
+@pytest.mark.parametrize("how", ["break", "close", "collect"])
+def test_item3_closing_early_ends_the_stream_and_its_thread(
+    sync_loop: str, idle_emulator: EmulatorThread, how: str
+) -> None:
+    emulator = idle_emulator.emulator
+    chunks = iter_synthesize(_slow_tokens(50), "Matthew", **_sync_options(idle_emulator))
+    assert next(chunks)
+    if how == "close":
+        chunks.close()
+    elif how == "collect":
+        del chunks
+        gc.collect()
+    else:
+        for _ in chunks:
+            break
+        chunks.close()
+    assert _settles(lambda: not _stream_threads(), 3.0), "the stream's thread outlived close()"
+    assert _settles(lambda: emulator.active_streams == 0, 3.0), "the stream outlived close()"
+    assert _settles(lambda: emulator.open_connections == 0, 3.0), "the connection outlived close()"
+
+
+def test_item3_errors_reach_the_caller(sync_loop: str, idle_emulator: EmulatorThread) -> None:
+    def failing() -> Iterator[str]:
+        yield "Hello there. "
+        time.sleep(0.2)
+        raise ValueError("the upstream model failed")
+
+    with pytest.raises(ValueError, match="upstream model"):
+        _drain(iter_synthesize(failing(), "Matthew", **_sync_options(idle_emulator)), 0.1)
+    # A source that stalls past the idle limit, keep-alive off: Polly's error, in the caller's thread.
+    options = {**_sync_options(idle_emulator), "keepalive_interval": None}
+    with pytest.raises(ServiceQuotaExceededException):
+        _drain(iter_synthesize(_slow_tokens_then_stall(), "Matthew", **options), 0.0)
+    assert _settles(lambda: not _stream_threads(), 3.0)
+
+
+def _drain(chunks: Iterable[bytes], pause: float) -> None:
+    for _ in chunks:
+        time.sleep(pause)
+
+
+def _slow_tokens_then_stall() -> Iterator[str]:
+    yield "Hello there. "
+    time.sleep(2.0)
+    yield "Too late."
