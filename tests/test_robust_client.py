@@ -23,7 +23,7 @@ import pytest
 import amazon_polly_streaming._sync_runner as _sync_runner
 import amazon_polly_streaming.credentials as credentials_module
 import amazon_polly_streaming.sync as sync_module
-from amazon_polly_streaming._protocol import MAX_BILLED_CHARS, MAX_TEXT_CHARS, split_text, utf16_length
+from amazon_polly_streaming._wire.request import MAX_BILLED_CHARS, MAX_TEXT_CHARS, split_text, utf16_length
 from amazon_polly_streaming.credentials import Credentials
 from amazon_polly_streaming.emulator import Emulator, EmulatorThread
 from amazon_polly_streaming.exceptions import (

@@ -273,7 +273,7 @@ class CredentialResolver:
         It runs in a daemon thread of its own (it may block on the network or
         the disk, and cannot be interrupted).
         """
-        from ._threads import call_in_thread
+        from ._transport.threads import call_in_thread
 
         pending = self._pending[loop] = call_in_thread(self._refresh, name="polly-credentials")
         pending.add_done_callback(self._settled_advisory if advisory else self._settled)

@@ -28,8 +28,7 @@ import h2.frame_buffer
 import h2.settings
 import hyperframe.frame
 
-from ._stream import Stream
-from .exceptions import (
+from ..exceptions import (
     ConnectionLostError,
     ConnectTimeoutError,
     PollyStreamingError,
@@ -37,6 +36,7 @@ from .exceptions import (
     StreamResetError,
     TransportError,
 )
+from .stream import Stream
 
 __all__ = ["Connection"]
 
