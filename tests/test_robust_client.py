@@ -20,7 +20,7 @@ from typing import Any
 import h2.errors
 import pytest
 
-import amazon_polly_streaming._sync_runner as _sync_runner
+import amazon_polly_streaming._transport.loop_thread as loop_thread
 import amazon_polly_streaming.credentials as credentials_module
 import amazon_polly_streaming.sync as sync_module
 from amazon_polly_streaming._wire.request import MAX_BILLED_CHARS, MAX_TEXT_CHARS, split_text, utf16_length
@@ -370,13 +370,13 @@ def test_item3_audio_waiting_for_the_caller_is_bounded(
     most: list[int] = [0]
     largest: list[int] = [0]
 
-    class Recording(_sync_runner.StreamThread):
+    class Recording(loop_thread.LoopThread):
         async def _put(self, chunk: bytes) -> None:
             await super()._put(chunk)
             most[0] = max(most[0], self._buffered)
             largest[0] = max(largest[0], len(chunk))
 
-    monkeypatch.setattr(_sync_runner, "StreamThread", Recording)
+    monkeypatch.setattr(loop_thread, "LoopThread", Recording)
     monkeypatch.setattr(sync_module, "BUFFER_BYTES", 8192)
     text = "A sentence that makes a good deal of audio, more than the buffer holds. " * 20
     audio = bytearray()

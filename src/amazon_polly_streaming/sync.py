@@ -77,14 +77,14 @@ def iter_synthesize(text: str | Iterable[str], voice_id: str, **options: Any) ->
     stream and its thread.
     """
     _refuse_inside_loop("iter_synthesize")
-    from ._sync_runner import StreamThread
+    from ._transport.loop_thread import LoopThread
     from .client import PollyStreamingClient
 
     client_options, stream_options = _split(options)
     client = PollyStreamingClient(**client_options)
     # Validates the arguments here, in the caller's thread, before any loop exists.
     generator = client.start_speech_synthesis_stream(text=text, voice_id=voice_id, **stream_options)
-    runner = StreamThread(client, generator, BUFFER_BYTES)
+    runner = LoopThread(generator, client.close, BUFFER_BYTES)
     try:
         while (chunk := runner.get()) is not None:
             yield chunk

@@ -1,4 +1,4 @@
-"""One stream's event loop on a thread of its own, handing audio to a blocking caller.
+"""An async generator run on an event loop of its own thread, its items handed to a blocking caller.
 
 The sync helpers' caller blocks between chunks (playback, an upload). Were
 the loop run only inside its ``next()``, nothing would run while it holds a
@@ -18,24 +18,26 @@ import asyncio
 import contextlib
 import threading
 from collections import deque
-from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
-if TYPE_CHECKING:
-    from .client import PollyStreamingClient
-
-__all__ = ["StreamThread"]
+__all__ = ["LoopThread"]
 
 
 class _CallerGone(Exception):
     """The caller closed the generator: stop reading."""
 
 
-class StreamThread:
-    """Runs ``generator`` to its end on a new event loop in a daemon thread; :meth:`get` hands out its chunks."""
+class LoopThread:
+    """Runs ``generator`` on a new event loop in a daemon thread; :meth:`get` hands out its chunks.
 
-    def __init__(self, client: PollyStreamingClient, generator: AsyncGenerator[bytes, None], limit: int) -> None:
-        self._client = client
+    ``limit`` bounds the bytes waiting for the caller; ``close`` runs on that
+    loop once the generator is done (the client that made it closes there).
+    """
+
+    def __init__(
+        self, generator: AsyncGenerator[bytes, None], close: Callable[[], Awaitable[None]], limit: int
+    ) -> None:
+        self._close = close
         self._generator = generator
         self._limit = limit
         self._chunks: deque[bytes] = deque()
@@ -43,7 +45,7 @@ class StreamThread:
         self._end = False
         self._error: BaseException | None = None
         self._gone = False  # the caller left
-        self._closing = False  # the stream is over; the client closes
+        self._closing = False  # the generator is done; closing
         self._lock = threading.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -92,7 +94,7 @@ class StreamThread:
             try:
                 await self._generator.aclose()
             finally:
-                await self._client.close()
+                await self._close()
                 self._finish(error)
 
     async def _put(self, chunk: bytes) -> None:
