@@ -1,12 +1,12 @@
 """An async generator run on an event loop of its own thread, its items handed to a blocking caller.
 
-The sync helpers' caller blocks between chunks (playback, an upload). Were
-the loop run only inside its ``next()``, nothing would run while it holds a
-chunk: no keep-alive, no text forwarded, and Polly would end the stream after
-5 s of input idleness. Here the loop runs all along on a daemon thread; audio
-crosses to the caller through a buffer bounded in bytes, and when that is full
-the loop stops reading the stream (HTTP/2 flow control holds the rest at the
-server) while keep-alive and the text source go on.
+A blocking caller (``sync.iter_synthesize``) waits between chunks for as long
+as it likes (playback, an upload). Were the loop run only inside its
+``next()``, nothing would run meanwhile: no keep-alive, no text forwarded, and
+the server would end the stream for idleness. Here the loop runs all along on
+a daemon thread; chunks cross to the caller through a buffer bounded in bytes,
+and when that is full the loop stops reading the generator (HTTP/2 flow
+control holds the rest at the server) while the loop's other tasks go on.
 
 A chunk costs one lock round and, only when the loop waits for room, one
 wake-up of the loop.

@@ -63,6 +63,9 @@ MAX_BILLED_CHARS = 3000
 #: beyond it is a mistake, refused before any request and before the work of
 #: preparing it.
 MAX_TEXT_CHARS = 100_000
+#: A text of at most this many code points fits whatever they are (two UTF-16
+#: units each at most): only longer ones are measured.
+_ALWAYS_FITS = MAX_TEXT_CHARS // 2
 MAX_LEXICONS = 5
 
 #: Valid sample rates (Hz, as strings) per output format, and the default the
@@ -422,7 +425,7 @@ def text_events(text: str, *, text_type: str | None = None, flush: bool = False)
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be str, not {type(text).__name__}")
-    if len(text) > MAX_TEXT_CHARS // 2:  # (at most two units a code point: shorter ones always fit)
+    if len(text) > _ALWAYS_FITS:
         _check_size(text)
     _check_encodable(text)
     if text_type == "ssml":
