@@ -193,3 +193,26 @@ def test_text_is_spoken_with_stdin_closed(emulator: EmulatorThread, tmp_path: Pa
     result = _say(["Nothing to read from stdin.", "-o", str(out), "-q"], emulator, lambda: os.close(0))
     assert result.returncode == 0, result.stderr
     assert duration(out.read_bytes()) > 0.5
+
+
+@pytest.mark.parametrize("args", [[], ["-o", "-"]], ids=["pipe", "dash"])
+def test_a_closed_stdout_without_a_file_is_a_usage_error(
+    emulator: EmulatorThread, tmp_path: Path, args: list[str]
+) -> None:
+    before = len(emulator.emulator.requests)
+    result = _say(["Where would this go?", *args], emulator, lambda: os.close(1))  # as the shell's >&-
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.decode().strip().splitlines()[-1]
+    assert line == "polly-stream say: error: stdout is closed: give -o FILE", line
+    assert len(emulator.emulator.requests) == before
+
+
+def test_a_closed_stderr_never_sends_messages_into_the_audio(emulator: EmulatorThread) -> None:
+    spoken = _say(["Audio only, please.", "-o", "-"], emulator, lambda: os.close(2))  # as the shell's 2>&-
+    assert spoken.returncode == 0
+    assert duration(spoken.stdout) > 0.5
+    assert b"polly-stream" not in spoken.stdout
+    assert b"wrote" not in spoken.stdout
+    refused = _say(["-o", "-"], emulator, lambda: os.close(2))  # nothing to say: a usage error, said to no one
+    assert refused.returncode == 2
+    assert refused.stdout == b""

@@ -169,7 +169,9 @@ def _version() -> str:
 
 def _output_path(output: str | None, fmt: str) -> str | None:
     """The file to write, or None for stdout (``-o -``, or a pipe without ``-o``)."""
-    if output == "-" or (output is None and not sys.stdout.isatty()):
+    if output == "-" or (output is None and (sys.stdout is None or not sys.stdout.isatty())):
+        if sys.stdout is None:  # started with stdout closed (>&-): nowhere to write the audio
+            raise _Usage("stdout is closed: give -o FILE")
         return None
     return output or f"speech.{_EXTENSIONS.get(fmt, fmt)}"
 
@@ -454,6 +456,9 @@ def _emulator(argv: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if sys.stderr is None:
+        # Started with stderr closed (2>&-): messages go nowhere, never into stdout, which may carry the audio.
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the process's own stderr, open until it exits
     if argv[:1] == ["emulator"]:
         return _emulator(argv[1:])
     parser, say = _build_parsers()
