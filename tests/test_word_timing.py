@@ -54,6 +54,16 @@ def test_tokens_that_split_a_word_make_one_word() -> None:
     assert words_of(timer.finish()) == ["fun."]
 
 
+def test_spaces_and_words_joined_give_the_text_back() -> None:
+    text = "Hello  there,\nfriend. How are\tyou?"
+    timer = WordTimer(RATE, delay=0)
+    for piece in ["Hel", "lo ", " there,\n", "friend. How", " are\tyou?"]:
+        timer.add_text(piece)
+    placed = timer.finish()
+    assert "".join(w.space + w.word for w in placed) == text
+    assert placed[0].space == ""
+
+
 def test_punctuation_stays_with_its_word_and_counts_as_characters() -> None:
     timer = WordTimer(RATE, delay=0)
     timer.add_text('"Well," she said -- "no!" ')
@@ -128,9 +138,9 @@ def test_text_after_the_end_is_refused_and_bad_input_too() -> None:
     timer.finish()
     with pytest.raises(RuntimeError):
         timer.add_text("late")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="positive"):
         WordTimer(0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="negative"):
         WordTimer(RATE, delay=0).add_audio(-1.0)
 
 

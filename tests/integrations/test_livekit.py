@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,8 @@ from livekit.agents import (
     tts,
 )
 from livekit.agents.metrics import TTSMetrics
-from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities
+from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT
+from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities, TimedString
 
 from amazon_polly_streaming import PollyStreamingClient
 from amazon_polly_streaming.exceptions import (
@@ -41,7 +43,7 @@ from amazon_polly_streaming.exceptions import (
     ValidationException,
 )
 from amazon_polly_streaming.integrations.livekit import TTS, _livekit_error, _PcmResampler
-from support import KEY, SECRET, serve
+from support import KEY, SECRET, serve, spoken_words
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS = ["Sure", "!", " The", " bus", " leaves", " at", " noon", ".", " It", " is", " the", " number", " four", "."]
@@ -528,3 +530,29 @@ def test_the_readme_example_runs() -> None:
     assert out.returncode == 0, out.stderr
     assert "first audio" in out.stdout
     assert "interrupted" in out.stdout
+
+
+@pytest.mark.timeout(60)
+async def test_the_aligned_transcript_is_the_text_word_by_word_behind_the_speech() -> None:
+    # LiveKit's own SynthesizeStream carries our TimedStrings on its audio
+    # frames; with use_tts_aligned_transcript its transcript and the chat
+    # context of an interrupted turn follow them.
+    text = "Sure. The number four bus leaves every ten minutes, and it stops by the museum."
+    tokens = [w if i == 0 else " " + w for i, w in enumerate(text.split(" "))]
+    async with serve(audio="speech") as (emulator, client):
+        polly = TTS(client=client, voice_id="Joanna")
+        assert polly.capabilities.aligned_transcript
+        events = await speak_turn(polly, tokens, delay=0.0)
+        timed: list[Any] = [t for e in events for t in e.frame.userdata.get(USERDATA_TIMED_TRANSCRIPT, [])]
+        await polly.aclose()
+        assert "".join(timed) == text  # each word with the space before it: the text exactly
+        assert all(isinstance(t, TimedString) for t in timed)
+        starts = [t.start_time for t in timed]
+        assert starts == sorted(starts)
+        # Never ahead of the speech: each word starts no earlier than eSpeak's word.
+        (record,) = emulator.requests
+        duration, truth = spoken_words([t["text"] for t in record.texts if t["text"].strip()])
+        assert len(truth) == len(timed)
+        for word, (_, true_start) in zip(timed, truth, strict=True):
+            assert true_start <= word.start_time <= true_start + 40 * 0.065, (str(word), true_start, word.start_time)
+        assert timed[-1].end_time == pytest.approx(duration + 0.3, abs=0.05)

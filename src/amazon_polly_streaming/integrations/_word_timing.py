@@ -59,12 +59,15 @@ _TAG = re.compile(r"<[^>]*>")
 class TimedWord:
     """A word of the text, as written (no surrounding white space), and its estimated time.
 
-    ``start`` and ``end`` are seconds from the start of the stream's audio.
+    ``start`` and ``end`` are seconds from the start of the stream's audio;
+    ``space`` is the white space before the word in the text (so that the
+    spaces and words joined give the text back, as LiveKit's transcript wants).
     """
 
     word: str
     start: float
     end: float
+    space: str = ""
 
 
 def _units(text: str) -> int:
@@ -101,11 +104,13 @@ class WordTimer:
         self._delay = delay
         self._characters = 0  # UTF-16 units of spoken text so far
         self._audio = 0.0
-        #: Complete words not handed out yet: (word, first unit, unit after it).
-        self._words: list[tuple[str, int, int]] = []
+        #: Complete words: (word, first unit, unit after it, white space before).
+        self._words: list[tuple[str, int, int, str]] = []
         self._next = 0  # index into _words of the first word not handed out
         self._partial = ""  # a word that the next text may continue
         self._partial_start = 0
+        self._partial_space = ""
+        self._space = ""  # white space since the last word
         self._last_start = 0.0
         self._finished = False
 
@@ -131,19 +136,20 @@ class WordTimer:
         if self._finished:
             raise RuntimeError("text after the end of the stream")
         position = self._characters
-        partial, start = self._partial, self._partial_start
+        partial, start, before, space = self._partial, self._partial_start, self._partial_space, self._space
         for char in spoken_text(text, ssml=ssml):
             if char.isspace():
                 if partial:
-                    self._words.append((partial, start, position))
+                    self._words.append((partial, start, position, before))
                     partial = ""
+                space += char
             else:
                 if not partial:
-                    start = position
+                    start, before, space = position, space, ""
                 partial += char
             position += _units(char)
         self._characters = position
-        self._partial, self._partial_start = partial, start
+        self._partial, self._partial_start, self._partial_space, self._space = partial, start, before, space
 
     def add_audio(self, seconds: float) -> list[TimedWord]:
         """``seconds`` more audio arrived; the words it reaches, in order."""
@@ -155,7 +161,7 @@ class WordTimer:
     def finish(self) -> list[TimedWord]:
         """The stream ended normally: every remaining word, at the stream's exact ratio."""
         if self._partial:
-            self._words.append((self._partial, self._partial_start, self._characters))
+            self._words.append((self._partial, self._partial_start, self._characters, self._partial_space))
             self._partial = ""
         self._finished = True
         return self._place(self.seconds_per_character, reached=None)
@@ -164,14 +170,14 @@ class WordTimer:
         placed: list[TimedWord] = []
         words = self._words
         while self._next < len(words):
-            word, first, after = words[self._next]
+            word, first, after, space = words[self._next]
             end = after * ratio
             if reached is not None and end > reached:
                 break
             # Never earlier than a word already handed out: a ratio that grew
             # (the stream proved slower) must not reorder the words.
             start = max(first * ratio + self._delay, self._last_start)
-            placed.append(TimedWord(word, start, max(end + self._delay, start)))
+            placed.append(TimedWord(word, start, max(end + self._delay, start), space))
             self._last_start = start
             self._next += 1
         return placed
