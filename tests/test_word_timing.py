@@ -125,6 +125,16 @@ def test_a_slower_stream_raises_the_ratio_and_never_reorders() -> None:
     assert starts[1] == pytest.approx(0.6)  # "cd" at character 3, at the new ratio
 
 
+def test_words_far_ahead_of_what_played_wait_for_more_of_the_stream() -> None:
+    timer = WordTimer(0.2, delay=0, lookahead=1.0)  # a prior twice too slow
+    timer.add_text("aaaa bbbb cccc dddd eeee ")  # 25 characters
+    # All the audio is here at once, little has played: only what plays within a second.
+    assert words_of(timer.add_audio(2.5, played=0.1)) == ["aaaa", "bbbb"]  # at 0 and 1.0 s by the prior
+    rest = timer.finish()  # the exact ratio for the rest: 0.1 s a character
+    assert words_of(rest) == ["cccc", "dddd", "eeee"]
+    assert [round(w.start, 6) for w in rest] == [1.0, 1.5, 2.0]
+
+
 def test_a_stream_that_ends_early_hands_out_no_word_its_audio_did_not_reach() -> None:
     timer = WordTimer(RATE, delay=0)
     timer.add_text("first second third fourth")
@@ -140,6 +150,8 @@ def test_text_after_the_end_is_refused_and_bad_input_too() -> None:
         timer.add_text("late")
     with pytest.raises(ValueError, match="positive"):
         WordTimer(0)
+    with pytest.raises(ValueError, match="negative"):
+        WordTimer(RATE, lookahead=-1)
     with pytest.raises(ValueError, match="negative"):
         WordTimer(RATE, delay=0).add_audio(-1.0)
 
@@ -232,31 +244,39 @@ def timer_of(tokens: list[str], chunks: list[float]) -> WordTimer:
     return timer
 
 
-def estimate(tokens: list[str], chunks: list[float], rate: SpeakingRate) -> list[TimedWord]:
+def estimate(tokens: list[str], chunks: list[float], rate: SpeakingRate, speed: float | None) -> list[TimedWord]:
+    """The words as a stream would time them, its audio arriving ``speed`` times
+    faster than it plays (None: all of it before anything played)."""
     timer = rate.timer()
     for token in tokens:
         timer.add_text(token)
     placed: list[TimedWord] = []
+    arrived = 0.0
     for seconds in chunks:
-        placed += timer.add_audio(seconds)
+        played = None if speed is None else arrived / speed  # playing since the first chunk came
+        placed += timer.add_audio(seconds, played=played)
+        arrived += seconds
     return placed + timer.finish()
 
 
-@pytest.mark.parametrize("learned", [False, True], ids=["first turn", "voice rate learned"])
-def test_on_espeak_speech_the_estimate_is_late_never_early_by_under_40_characters(learned: bool) -> None:
+@pytest.mark.parametrize("speed", [None, 2.0], ids=["audio all at once", "audio at twice real time"])
+@pytest.mark.parametrize("learned", [False, True], ids=["first answer", "voice pace learned"])
+def test_on_espeak_speech_the_estimate_is_late_never_early_by_under_40_characters(
+    learned: bool, speed: float | None
+) -> None:
     tokens = [piece if i == 0 else " " + piece for i, piece in enumerate(ANSWER.split(" "))]
     chunks, truth = speak_as_the_emulator(tokens)
     rate = SpeakingRate()
-    if learned:  # an earlier turn of the same voice
+    if learned:  # an earlier answer of the same voice
         rate.observe(timer_of(tokens, chunks))
-    placed = estimate(tokens, chunks, rate)
+    placed = estimate(tokens, chunks, rate, speed)
     assert " ".join(words_of(placed)) == ANSWER
     starts = dict(truth)
     # Every 50 ms of the speech, a barge-in then would leave this far behind.
     lags = [lag_in_characters(placed, starts, ANSWER, n * 0.05) for n in range(int(sum(chunks) / 0.05) + 1)]
     print(f"lag in characters: min {min(lags)}, max {max(lags)}, mean {sum(lags) / len(lags):.1f}")
     assert min(lags) >= 0, "a word in the estimate had not started"
-    # A voice's first answer is placed at a prior pace until its audio ends
-    # (eSpeak speaks 12% faster than the prior): it falls behind as the answer
-    # goes on. After one answer, the voice's own pace places every word.
+    # A voice's first answer is placed at the default pace until enough of
+    # its audio is known (eSpeak speaks 12% faster than it): it falls behind as
+    # the answer goes on. After one answer, the voice's own pace places every word.
     assert max(lags) <= (50 if not learned else 20)

@@ -551,8 +551,8 @@ async def converse(
         talk.output.reply_started = None
         await talk.reply(ANSWER)
         if barge_in is None:
-            # The reply's text reached Polly, and its audio has not come yet.
-            await talk.wait_for(lambda: len(emulator.requests) == 2 and len(emulator.requests[1].texts) > 3, 10)
+            # The reply's stream is open; its audio comes half a second later.
+            await talk.wait_for(lambda: len(emulator.requests) == 2 and emulator.requests[1].texts, 10)
         else:
             await talk.wait_for(lambda: talk.output.reply_started is not None, 10)
             await asyncio.sleep(barge_in)

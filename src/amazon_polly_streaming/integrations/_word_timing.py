@@ -18,7 +18,10 @@ so when it exceeds the prior it replaces it. When the stream ends, the ratio is
 exact for the whole text and places the words not placed yet.
 
 A word is handed out once the audio that arrived reaches its estimated end, so
-callers learn of words in order, never ahead of the audio that speaks them.
+callers learn of words in order, never ahead of the audio that speaks them;
+and, when the caller says how much has played, not long before it plays: Polly
+sends audio faster than it plays, so a word handed out later is placed with
+more of the stream's audio known, or with the exact ratio once it ended.
 Characters are counted in UTF-16 code units, as Polly bills them.
 
 Shared by the pipecat and LiveKit integrations; it imports neither (nor
@@ -31,7 +34,14 @@ import html
 import re
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_DELAY", "DEFAULT_SECONDS_PER_CHARACTER", "SpeakingRate", "TimedWord", "WordTimer"]
+__all__ = [
+    "DEFAULT_DELAY",
+    "DEFAULT_LOOKAHEAD",
+    "DEFAULT_SECONDS_PER_CHARACTER",
+    "SpeakingRate",
+    "TimedWord",
+    "WordTimer",
+]
 
 #: The ratio of a voice's first stream: seconds of speech per character of
 #: text with its spaces and punctuation. 0.065 is 15.4 characters a second,
@@ -51,6 +61,12 @@ _MIN_CHARACTERS_TO_LEARN = 20
 #: of a 10 s answer: at most 0.27 s). The delay keeps the estimate behind the
 #: audio: a word reaches the context after it started, not before.
 DEFAULT_DELAY = 0.3
+
+#: Words are handed out at most this many seconds before they play (when the
+#: caller says how much has played): early enough for a caller whose audio
+#: queue runs ahead, late enough that most words of a long answer wait for
+#: the stream's end and its exact ratio.
+DEFAULT_LOOKAHEAD = 2.0
 
 _TAG = re.compile(r"<[^>]*>")
 
@@ -94,14 +110,19 @@ class WordTimer:
     """
 
     def __init__(
-        self, seconds_per_character: float = DEFAULT_SECONDS_PER_CHARACTER, *, delay: float = DEFAULT_DELAY
+        self,
+        seconds_per_character: float = DEFAULT_SECONDS_PER_CHARACTER,
+        *,
+        delay: float = DEFAULT_DELAY,
+        lookahead: float = DEFAULT_LOOKAHEAD,
     ) -> None:
         if not seconds_per_character > 0:
             raise ValueError("seconds_per_character must be positive")
-        if delay < 0:
-            raise ValueError("delay cannot be negative")
+        if delay < 0 or lookahead < 0:
+            raise ValueError("delay and lookahead cannot be negative")
         self._prior = seconds_per_character
         self._delay = delay
+        self._lookahead = lookahead
         self._characters = 0  # UTF-16 units of spoken text so far
         self._audio = 0.0
         #: Complete words: (word, first unit, unit after it, white space before).
@@ -151,12 +172,18 @@ class WordTimer:
         self._characters = position
         self._partial, self._partial_start, self._partial_space, self._space = partial, start, before, space
 
-    def add_audio(self, seconds: float) -> list[TimedWord]:
-        """``seconds`` more audio arrived; the words it reaches, in order."""
+    def add_audio(self, seconds: float, *, played: float | None = None) -> list[TimedWord]:
+        """``seconds`` more audio arrived; the words it reaches, in order.
+
+        ``played``: how many seconds of the stream's audio have played (or
+        been handed to the player) by now, if the caller knows; words that
+        play more than the lookahead after that wait for later audio.
+        """
         if seconds < 0:
             raise ValueError("seconds of audio cannot be negative")
         self._audio += seconds
-        return self._place(self.seconds_per_character, reached=self._audio)
+        horizon = None if played is None else played + self._lookahead
+        return self._place(self.seconds_per_character, reached=self._audio, horizon=horizon)
 
     def finish(self) -> list[TimedWord]:
         """The stream ended normally: every remaining word, at the stream's exact ratio."""
@@ -164,9 +191,9 @@ class WordTimer:
             self._words.append((self._partial, self._partial_start, self._characters, self._partial_space))
             self._partial = ""
         self._finished = True
-        return self._place(self.seconds_per_character, reached=None)
+        return self._place(self.seconds_per_character, reached=None, horizon=None)
 
-    def _place(self, ratio: float, *, reached: float | None) -> list[TimedWord]:
+    def _place(self, ratio: float, *, reached: float | None, horizon: float | None) -> list[TimedWord]:
         placed: list[TimedWord] = []
         words = self._words
         while self._next < len(words):
@@ -177,6 +204,8 @@ class WordTimer:
             # Never earlier than a word already handed out: a ratio that grew
             # (the stream proved slower) must not reorder the words.
             start = max(first * ratio + self._delay, self._last_start)
+            if horizon is not None and start > horizon:
+                break
             placed.append(TimedWord(word, start, max(end + self._delay, start), space))
             self._last_start = start
             self._next += 1

@@ -324,6 +324,7 @@ class _AudioSink:
         self._polly_rate = polly_rate
         #: Word times estimated from the text sent and the audio received.
         self.timer = rate.timer()
+        self._first_audio_at: float | None = None
         self._sample_rate = sample_rate
         self._streaming = streaming
         self._pcm = _PcmResampler(polly_rate, sample_rate)
@@ -354,8 +355,13 @@ class _AudioSink:
             pcm = self._pcm.push(chunk)
             if pcm:
                 self._emitter.push(pcm)
-            # PCM at a known rate: its seconds are exact (an odd byte is half a sample).
-            self._words(self.timer.add_audio(len(chunk) / 2 / self._polly_rate))
+            # PCM at a known rate: its seconds are exact (an odd byte is half a
+            # sample). The time since the first audio bounds what has played,
+            # so words far ahead of it wait for more of the stream.
+            now = asyncio.get_running_loop().time()
+            if self._first_audio_at is None:
+                self._first_audio_at = now
+            self._words(self.timer.add_audio(len(chunk) / 2 / self._polly_rate, played=now - self._first_audio_at))
         self.start(session.request_id)
         pcm = self._pcm.flush()
         if pcm:

@@ -127,6 +127,8 @@ class _PollyTurn:
         #: Seconds of the stream's audio before its current audio context:
         #: pipecat times words from the first audio of their context.
         self.audio_base = 0.0
+        #: When the stream's first audio went to pipecat (loop time).
+        self.first_audio_at: float | None = None
 
     @property
     def over(self) -> bool:
@@ -394,8 +396,14 @@ class PollyStreamingTTSService(TTSService):
             carry = data[whole:]
             if whole:
                 await self._deliver(turn, await resampler.resample(data[:whole], polly_rate, self.sample_rate))
-                # PCM at a known rate: the seconds of audio are exact.
-                await self._add_words(turn, turn.timer.add_audio(whole / 2 / polly_rate))
+                # PCM at a known rate: the seconds of audio are exact. The
+                # time since the first audio bounds what has played, so words
+                # far ahead of it wait for more of the stream.
+                now = asyncio.get_running_loop().time()
+                if turn.first_audio_at is None:
+                    turn.first_audio_at = now
+                played = now - turn.first_audio_at
+                await self._add_words(turn, turn.timer.add_audio(whole / 2 / polly_rate, played=played))
         if carry:
             logger.warning(f"{self}: Polly's PCM ended on half a sample (request id {session.request_id})")
             await self._deliver(turn, await resampler.resample(carry + b"\x00", polly_rate, self.sample_rate))
