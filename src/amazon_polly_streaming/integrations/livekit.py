@@ -374,7 +374,10 @@ class _AudioSink:
         """Words with their times, as LiveKit's aligned transcript (its spaces included)."""
         if words:
             self._emitter.push_timed_transcript(
-                [io.TimedString(w.space + w.word, start_time=w.start, end_time=w.end) for w in words]
+                # LiveKit counts a word as played as its time runs from start to
+                # end; the context should hold a word once it started, so its
+                # span is its start.
+                [io.TimedString(w.space + w.word, start_time=w.start, end_time=w.start) for w in words]
             )
 
 
