@@ -100,6 +100,29 @@ def test_non_ascii_text_counts_utf16_units_as_polly_bills() -> None:
     assert {w.start for w in placed} == {0.0}
 
 
+def test_chinese_and_japanese_characters_are_words_of_their_own() -> None:
+    timer = WordTimer(RATE, delay=0)
+    text = "今日は晴れ。Polly で話す、ね！ OK"
+    for piece in ["今日", "は晴れ。Pol", "ly で話", "す、ね！ OK"]:
+        timer.add_text(piece)
+    placed = timer.add_audio(timer.characters * RATE) + timer.finish()
+    assert [(w.word, w.attached) for w in placed] == [
+        ("今", True),
+        ("日", True),
+        ("は", True),
+        ("晴", True),
+        ("れ。", True),  # punctuation stays with the character before it
+        ("Polly", False),
+        ("で", True),
+        ("話", True),
+        ("す、", True),
+        ("ね！", True),
+        ("OK", False),
+    ]
+    assert "".join(w.space + w.word for w in placed) == text
+    assert [round(w.start, 6) for w in placed[:3]] == [0.0, 0.1, 0.2]  # one character each
+
+
 def test_the_exact_ratio_places_the_rest_when_the_stream_ends() -> None:
     timer = WordTimer(0.2, delay=0)  # a prior twice too slow
     timer.add_text("aaaa bbbb cccc dddd")  # 19 characters

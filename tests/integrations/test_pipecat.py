@@ -63,7 +63,7 @@ CANCEL = 8
 
 def make_service(emulator: Emulator, **options: Any) -> PollyStreamingTTSService:
     return PollyStreamingTTSService(
-        voice_id="Joanna",
+        voice_id=options.pop("voice_id", "Joanna"),
         region="us-east-1",
         endpoint_url=emulator.endpoint_url,
         verify=emulator.ca_file,
@@ -610,3 +610,26 @@ async def test_sentence_mode_keeps_the_context_exact_and_an_interrupted_reply_sh
         assert (first, after) == (FIRST, AFTER)  # no doubled spaces between sentences
         assert heard.startswith(held)
         assert 0 <= len(heard) - len(held) <= 40
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", [TextAggregationMode.TOKEN, TextAggregationMode.SENTENCE])
+async def test_a_japanese_reply_in_the_context_is_its_text_exactly(mode: TextAggregationMode) -> None:
+    # Written without spaces: each character is a word, joined with none
+    # (includes_inter_frame_spaces), as pipecat's own services mark them.
+    text = "こんにちは。今日は晴れです、ね！ Polly が話します。"
+    tokens = ["こんにちは。", "今日は", "晴れです、", "ね！", " Polly", " が話します。"]
+    async with Emulator(audio="speech", real_time_factor=0.5) as emulator:
+        tts = make_service(emulator, voice_id="Takumi", text_aggregation_mode=mode)
+        talk = Conversation(tts)
+        runner = WorkerRunner()
+
+        async def script() -> None:
+            await asyncio.wait_for(talk.started.wait(), 10)
+            await talk.worker.queue_frames(llm_turn(*tokens))
+            await talk.wait_for(lambda: len(talk.assistant_turns()) == 1, 30)
+            await talk.worker.queue_frame(EndFrame())
+
+        await runner.add_workers(talk.worker)
+        await asyncio.gather(runner.run(), script())
+        assert talk.assistant_turns() == [text]

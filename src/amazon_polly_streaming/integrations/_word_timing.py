@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from dataclasses import dataclass
 
 __all__ = [
@@ -78,17 +79,34 @@ class TimedWord:
     ``start`` and ``end`` are seconds from the start of the stream's audio;
     ``space`` is the white space before the word in the text (so that the
     spaces and words joined give the text back, as LiveKit's transcript wants).
+    ``attached`` marks a character of a script written without spaces
+    (Chinese, Japanese), which is a word of its own with the punctuation after
+    it: it joins its neighbours with no space.
     """
 
     word: str
     start: float
     end: float
     space: str = ""
+    attached: bool = False
 
 
 def _units(text: str) -> int:
     """Length in UTF-16 code units, as Polly counts billed characters."""
     return len(text) if text.isascii() else len(text) + sum(1 for c in text if c > "\uffff")
+
+
+def _written_without_spaces(char: str) -> bool:
+    """Han, hiragana and katakana: each character is a word of its own."""
+    code = ord(char)
+    return (
+        0x3040 <= code <= 0x30FF  # hiragana, katakana
+        or 0x3400 <= code <= 0x4DBF  # CJK unified ideographs extension A
+        or 0x4E00 <= code <= 0x9FFF  # CJK unified ideographs
+        or 0xF900 <= code <= 0xFAFF  # CJK compatibility ideographs
+        or 0xFF66 <= code <= 0xFF9F  # half-width katakana
+        or 0x20000 <= code <= 0x3FFFF  # the supplementary ideographic planes
+    )
 
 
 def spoken_text(text: str, *, ssml: bool) -> str:
@@ -125,12 +143,11 @@ class WordTimer:
         self._lookahead = lookahead
         self._characters = 0  # UTF-16 units of spoken text so far
         self._audio = 0.0
-        #: Complete words: (word, first unit, unit after it, white space before).
-        self._words: list[tuple[str, int, int, str]] = []
+        #: Complete words: (word, first unit, unit after it, white space before, attached).
+        self._words: list[tuple[str, int, int, str, bool]] = []
         self._next = 0  # index into _words of the first word not handed out
-        self._partial = ""  # a word that the next text may continue
-        self._partial_start = 0
-        self._partial_space = ""
+        #: A word that the next text may continue, as in _words (its end unknown).
+        self._partial: tuple[str, int, str, bool] = ("", 0, "", False)
         self._space = ""  # white space since the last word
         self._last_start = 0.0
         self._finished = False
@@ -157,20 +174,29 @@ class WordTimer:
         if self._finished:
             raise RuntimeError("text after the end of the stream")
         position = self._characters
-        partial, start, before, space = self._partial, self._partial_start, self._partial_space, self._space
+        partial, start, before, attached = self._partial
+        space = self._space
         for char in spoken_text(text, ssml=ssml):
             if char.isspace():
                 if partial:
-                    self._words.append((partial, start, position, before))
+                    self._words.append((partial, start, position, before, attached))
                     partial = ""
                 space += char
-            else:
-                if not partial:
-                    start, before, space = position, space, ""
-                partial += char
+                position += _units(char)
+                continue
+            unspaced = _written_without_spaces(char)
+            # A character of a script without spaces stands alone, and ends
+            # the word before it; punctuation stays with the character before.
+            if partial and (unspaced or attached) and not (attached and unicodedata.category(char)[0] == "P"):
+                self._words.append((partial, start, position, before, attached))
+                partial = ""
+            if not partial:
+                start, before, space, attached = position, space, "", unspaced
+            partial += char
             position += _units(char)
         self._characters = position
-        self._partial, self._partial_start, self._partial_space, self._space = partial, start, before, space
+        self._partial = (partial, start, before, attached)
+        self._space = space
 
     def add_audio(self, seconds: float, *, played: float | None = None) -> list[TimedWord]:
         """``seconds`` more audio arrived; the words it reaches, in order.
@@ -187,9 +213,10 @@ class WordTimer:
 
     def finish(self) -> list[TimedWord]:
         """The stream ended normally: every remaining word, at the stream's exact ratio."""
-        if self._partial:
-            self._words.append((self._partial, self._partial_start, self._characters, self._partial_space))
-            self._partial = ""
+        partial, start, before, attached = self._partial
+        if partial:
+            self._words.append((partial, start, self._characters, before, attached))
+            self._partial = ("", 0, "", False)
         self._finished = True
         return self._place(self.seconds_per_character, reached=None, horizon=None)
 
@@ -197,7 +224,7 @@ class WordTimer:
         placed: list[TimedWord] = []
         words = self._words
         while self._next < len(words):
-            word, first, after, space = words[self._next]
+            word, first, after, space, attached = words[self._next]
             end = after * ratio
             if reached is not None and end > reached:
                 break
@@ -206,7 +233,7 @@ class WordTimer:
             start = max(first * ratio + self._delay, self._last_start)
             if horizon is not None and start > horizon:
                 break
-            placed.append(TimedWord(word, start, max(end + self._delay, start), space))
+            placed.append(TimedWord(word, start, max(end + self._delay, start), space, attached))
             self._last_start = start
             self._next += 1
         return placed

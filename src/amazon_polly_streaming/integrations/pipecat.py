@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
@@ -443,8 +444,15 @@ class PollyStreamingTTSService(TTSService):
         base = turn.audio_base
         # Clean words, as word-timestamp services give them: the context
         # aggregator joins them with one space (includes_inter_frame_spaces
-        # stays False), so an uninterrupted reply reads as the LLM wrote it.
-        await self.add_word_timestamps([(w.word, max(0.0, w.start - base)) for w in words], turn.context_id)
+        # left as it is), so an uninterrupted reply reads as the LLM wrote it.
+        # Characters of Chinese or Japanese join with none, as pipecat's
+        # Cartesia and ElevenLabs services mark theirs.
+        for attached, group in itertools.groupby(words, key=lambda w: w.attached):
+            await self.add_word_timestamps(
+                [(w.word, max(0.0, w.start - base)) for w in group],
+                turn.context_id,
+                includes_inter_frame_spaces=True if attached else None,
+            )
 
     def _speaking_rate(self) -> SpeakingRate:
         settings = self._settings
