@@ -52,17 +52,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 from ..client import PollyStreamingClient
-from ..exceptions import (
-    AuthenticationError,
-    CredentialsError,
-    HTTPStatusError,
-    PollyStreamingError,
-    ServiceFailureException,
-    ServiceQuotaExceededException,
-    ThrottlingException,
-    TransportError,
-    ValidationException,
-)
+from ..exceptions import PollyStreamingError
+from ._pipecat_errors import error_category
 from ._word_timing import SpeakingRate, TimedWord, WordTimer
 
 TYPE_CHECKING = False
@@ -79,13 +70,6 @@ _CLIENT_OPTIONS = frozenset(inspect.signature(PollyStreamingClient).parameters)
 #: service model, botocore ``polly/2016-06-10/service-2.json``).
 _TELEPHONY_RATE = 8000
 _WIDEBAND_RATE = 16000
-
-#: Error types that a non-2xx response names for rejected credentials or
-#: permissions (Polly's common errors put some of them on HTTP 400).
-_AUTHENTICATION_ERRORS = frozenset(
-    {"UnrecognizedClientException", "InvalidSignatureException", "IncompleteSignature", "RequestExpired"}
-)
-_AUTHORIZATION_ERRORS = frozenset({"AccessDeniedException"})
 
 
 def polly_sample_rate(output_rate: int) -> int:
@@ -520,31 +504,7 @@ class PollyStreamingTTSService(TTSService):
     # ------------------------------------------------------------------ errors
 
     def _classify_error(self, exception: Exception) -> ErrorCategory | None:
-        # Polly answers throttling with HTTP 400, which pipecat's status-code
-        # rule would call a permanent INVALID_REQUEST: classify by our types.
-        if isinstance(exception, ThrottlingException):
-            return ErrorCategory.RATE_LIMIT
-        if isinstance(exception, ServiceQuotaExceededException):
-            return ErrorCategory.QUOTA
-        if isinstance(exception, ServiceFailureException):
-            return ErrorCategory.SERVER
-        if isinstance(exception, ValidationException):
-            # Refused parameters (voice, engine, lexicons) fail every turn; a
-            # refused event inside one stream says nothing about the next.
-            return ErrorCategory.INVALID_REQUEST if exception.status_code is not None else ErrorCategory.UNKNOWN
-        if isinstance(exception, AuthenticationError | CredentialsError):
-            return ErrorCategory.AUTHENTICATION
-        if isinstance(exception, HTTPStatusError):
-            if exception.error_type in _AUTHENTICATION_ERRORS:
-                return ErrorCategory.AUTHENTICATION
-            if exception.error_type in _AUTHORIZATION_ERRORS:
-                return ErrorCategory.AUTHORIZATION
-            return None  # by its status code
-        if isinstance(exception, TransportError):
-            return ErrorCategory.CONNECTIVITY
-        if isinstance(exception, ValueError | TypeError):
-            return ErrorCategory.INVALID_REQUEST  # the service's settings
-        return None
+        return error_category(exception)
 
 
 def _ms(seconds: float | None) -> str:
