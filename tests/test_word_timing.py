@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from amazon_polly_streaming.emulator._audio import synthesize_pcm, word_starts
@@ -303,3 +306,13 @@ def test_on_espeak_speech_the_estimate_is_late_never_early_by_under_40_character
     # its audio is known (eSpeak speaks 12% faster than it): it falls behind as
     # the answer goes on. After one answer, the voice's own pace places every word.
     assert max(lags) <= (50 if not learned else 20)
+
+
+def test_the_estimate_imports_no_framework_and_no_io() -> None:
+    code = (
+        "import sys, amazon_polly_streaming.integrations._word_timing; "
+        "banned = ('pipecat', 'livekit', 'loguru', 'asyncio', 'socket'); "
+        "loaded = [m for m in sys.modules if m.split('.')[0] in banned]; "
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
