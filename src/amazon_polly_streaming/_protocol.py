@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from . import _sigv4
-from ._event_signer import EventSigner
+from ._event_signer import EventSigner, HmacKey, remember_payload_hash
 from ._eventstream import encode_headers, encode_message
 from .credentials import Credentials
 
@@ -183,20 +183,22 @@ class RequestSigner:
 
     def __init__(self, region: str) -> None:
         self.region = region
-        self._key_cache: tuple[str, str, bytes] | None = None
-        # (everything signed, headers, signature, scope, signing key)
-        self._last: tuple[tuple[object, ...], tuple[tuple[str, str], ...], bytes, str, bytes] | None = None
+        # (day, secret, signing key, the key ready for the envelopes' HMACs)
+        self._key_cache: tuple[str, str, bytes, HmacKey] | None = None
+        # (everything signed, headers, signature, scope, the envelopes' key)
+        self._last: tuple[tuple[object, ...], tuple[tuple[str, str], ...], bytes, str, HmacKey] | None = None
 
     def __repr__(self) -> str:
         return f"RequestSigner(region={self.region!r})"
 
-    def _signing_key(self, secret: str, datestamp: str) -> bytes:
+    def _signing_key(self, secret: str, datestamp: str) -> tuple[bytes, HmacKey]:
         cached = self._key_cache
         if cached is not None and cached[0] == datestamp and cached[1] == secret:
-            return cached[2]
+            return cached[2], cached[3]
         key = _sigv4.derive_signing_key(secret, datestamp, self.region, SERVICE)
-        self._key_cache = (datestamp, secret, key)
-        return key
+        mac = HmacKey(key)
+        self._key_cache = (datestamp, secret, key, mac)
+        return key, mac
 
     def sign(
         self,
@@ -228,14 +230,14 @@ class RequestSigner:
             headers, signature, scope, key = self._sign(params, authority, credentials, amz_date, user_agent)
             self._last = (signed_inputs, headers, signature, scope, key)
 
-        def key_for(day: str) -> bytes:
-            return self._signing_key(secret, day)
+        def key_for(day: str) -> HmacKey:
+            return self._signing_key(secret, day)[1]
 
         return SignedRequest(headers, EventSigner(key, scope, signature, key_for=key_for))
 
     def _sign(
         self, params: SynthesisParams, authority: str, credentials: Credentials, amz_date: str, user_agent: str
-    ) -> tuple[tuple[tuple[str, str], ...], bytes, str, bytes]:
+    ) -> tuple[tuple[tuple[str, str], ...], bytes, str, HmacKey]:
         signed = [
             ("content-type", EVENT_STREAM_CONTENT_TYPE),
             ("host", authority),
@@ -254,7 +256,7 @@ class RequestSigner:
             signed.append(("x-amz-security-token", credentials.session_token))
         datestamp = amz_date[:8]
         scope = _sigv4.credential_scope(datestamp, self.region, SERVICE)
-        key = self._signing_key(credentials.secret_access_key, datestamp)
+        key, mac = self._signing_key(credentials.secret_access_key, datestamp)
         auth = _sigv4.sign_request(
             method="POST",
             path=PATH,
@@ -271,7 +273,7 @@ class RequestSigner:
         headers.extend(item for item in signed if item[0] != "host")
         headers.append(("authorization", auth.header))
         headers.append(("user-agent", user_agent))
-        return tuple(headers), auth.signature, scope, key
+        return tuple(headers), auth.signature, scope, mac
 
     def request_headers(
         self,
@@ -301,6 +303,7 @@ CLOSE_STREAM_EVENT = encode_message(
     ),
     b"{}",
 )
+remember_payload_hash(CLOSE_STREAM_EVENT)  # every stream's last event but the empty one
 _FLUSH = {"Force": True}
 
 
