@@ -354,16 +354,17 @@ class SpeechStream(StreamOwner):
                     raise parser.error()
             while True:
                 if parser.closed:
-                    data = await self._read_after_close(stream)
+                    chunks = await self._read_after_close(stream)
                 else:
-                    data = await stream.read(self._read_timeout, strict=self._owed_data)
-                if data is None:
+                    chunks = await stream.read(self._read_timeout, strict=self._owed_data)
+                if chunks is None:
                     end_error = parser.end_error()
                     if end_error is not None:
                         raise end_error
                     self._finish()
                     return None
-                items = parser.receive_data(data)
+                # Everything that arrived since the last read, in one pass.
+                items = parser.receive_data(chunks[0] if len(chunks) == 1 else b"".join(chunks))
                 if items:
                     last = items[-1]
                     if type(last) is not bytes and isinstance(last, BaseException):
@@ -400,7 +401,7 @@ class SpeechStream(StreamOwner):
                 self._conn.retire()
         self._release(f"the stream already failed ({type(exc).__name__})")
 
-    async def _read_after_close(self, stream: Stream) -> bytes | None:
+    async def _read_after_close(self, stream: Stream) -> list[bytes] | None:
         # StreamClosedEvent was the last event; the end of the stream should
         # follow at once. A server that leaves it open does not hold the
         # caller for read_timeout: the stream is complete (and gets reset).
@@ -415,12 +416,13 @@ class SpeechStream(StreamOwner):
         grace = min(self._read_timeout, _ERROR_BODY_GRACE)
         while not parser.error_body_complete:
             try:
-                data = await stream.read(grace, strict=_always)
+                chunks = await stream.read(grace, strict=_always)
             except ReadTimeoutError:
                 return
-            if data is None:
+            if chunks is None:
                 return
-            parser.receive_data(data)
+            for data in chunks:
+                parser.receive_data(data)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self.audio()
