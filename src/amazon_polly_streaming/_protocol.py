@@ -98,7 +98,8 @@ def _header_value(name: str, value: object) -> str:
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
     if not value:
         raise ValueError(f"{name} must not be empty")
-    if not all("!" <= c <= "~" for c in value):
+    # Visible ASCII is "!" to "~": printable ASCII (" " to "~") but the space; three C calls, not a loop.
+    if not (value.isascii() and value.isprintable()) or " " in value:
         raise ValueError(f"{name} may hold only visible ASCII characters, not {value!r}")
     return value
 
