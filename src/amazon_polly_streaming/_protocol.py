@@ -12,9 +12,9 @@ Rules come from Polly's service model (botocore 1.44.5,
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from json.encoder import encode_basestring
 from typing import NamedTuple
 
 from . import _sigv4
@@ -305,17 +305,21 @@ CLOSE_STREAM_EVENT = encode_message(
     b"{}",
 )
 remember_payload_hash(CLOSE_STREAM_EVENT)  # every stream's last event but the empty one
-_FLUSH = {"Force": True}
+#: json.dumps's own quoting of a string with ``ensure_ascii=False`` (``"``,
+#: ``\\`` and control characters escaped), without the encoder json.dumps
+#: builds on every call that passes options: the body below is exactly
+#: ``json.dumps(body, ensure_ascii=False, separators=(",", ":"))``.
+_quote = encode_basestring
 
 
 def text_event(text: str, *, text_type: str | None = None, flush: bool = False) -> bytes:
     """The encoded (unsigned, inner) TextEvent carrying ``text``."""
-    body: dict[str, object] = {"Text": text}
+    body = '{"Text":' + _quote(text)
     if text_type is not None:
-        body["TextType"] = text_type
+        body += ',"TextType":' + _quote(text_type)
     if flush:
-        body["FlushStreamConfiguration"] = _FLUSH
-    return encode_message(_TEXT_EVENT_HEADERS, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+        body += ',"FlushStreamConfiguration":{"Force":true}'
+    return encode_message(_TEXT_EVENT_HEADERS, (body + "}").encode())
 
 
 def utf16_length(text: str) -> int:
