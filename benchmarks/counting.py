@@ -1,0 +1,140 @@
+"""Instructions per stream under Valgrind's callgrind: a CPU figure that holds still on a busy machine.
+
+CPU time per stream moves by 10-15 % between processes running the same code
+on a shared machine (other work, frequency, caches); the number of
+instructions a process executes for the same streams does not. Each count
+runs one client process of the scan workload (``--mode scan``: N
+conversations at once, each repeating the short utterance) under
+``valgrind --tool=callgrind``, against the run's emulator, which runs
+natively in its own process: only the client is counted.
+
+What is counted is the scan's measured window alone, the same window whose
+CPU time the timed scan reports: the driver marks its start and its end by
+calling ``getppid`` (``workloads.count_mark``), and ``--dump-before=getppid``
+makes callgrind write its counts and zero them at each mark. The second dump
+holds the window: interpreter start-up, imports, TLS handshakes, warm-up
+calls and shut-down fall in the first and the last. Dividing by the calls in
+the window gives instructions per stream. (Counting a run of K streams and
+one of 2K and subtracting would cancel the same fixed costs, at twice the
+runs and with start-up's own variation in the difference.)
+
+``PYTHONHASHSEED=0`` fixes the layout of every dict and set, so that the
+same streams take the same instructions in every process. What still moves
+is how the responses happen to be split into reads; two runs agree within a
+fraction of a percent (the report shows both when asked to repeat).
+
+The client runs about 50 times slower under callgrind while the emulator
+does not, so every response is waiting when the client reads: the count is
+that of a client that is the bottleneck, which is the case a CPU figure is
+about.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from clients import FLOOR, OURS, Client
+from report import fmt
+
+#: callgrind's options: one dump at each mark, every file readable on its own.
+_CALLGRIND = ["--tool=callgrind", "--dump-before=getppid", "--compress-strings=no", "--compress-pos=no"]
+#: The counted client yields the CPU to the emulator: responses are then whole when it reads them, and the
+#: number of reads per stream (each with its own cost) varies less with what else the machine runs.
+_NICE = ["nice", "-n", "10"] if shutil.which("nice") else []
+#: A directory to keep callgrind's files in (one folder per count), for ``callgrind_annotate``.
+KEEP_ENV = "POLLY_BENCH_CALLGRIND_DIR"
+#: Warm-up calls per conversation before the window (each conversation's first opens its connection).
+_WARMUP = 2
+
+
+def valgrind() -> str | None:
+    return shutil.which("valgrind")
+
+
+def _totals(path: Path) -> int | None:
+    """The instruction count of a callgrind output file (its ``totals:`` or ``summary:`` line)."""
+    found = None
+    with path.open() as file:
+        for line in file:
+            if line.startswith(("totals:", "summary:")):
+                found = int(line.split()[1])
+    return found
+
+
+def count_once(runner: Any, client: Client, loop: str, conversations: int, calls: int) -> dict[str, Any]:
+    """One client process under callgrind: ``{"instructions_per_stream", "calls", ...}`` or ``{"error"}``."""
+    tool = valgrind()
+    if tool is None:
+        return {"error": "valgrind is not installed"}
+    per = max(1, calls // conversations)
+    keep = os.environ.get(KEEP_ENV)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{client.kind}-{loop}-{conversations}-", dir=keep))
+    try:
+        wrapper = [*_NICE, tool, *_CALLGRIND, f"--callgrind-out-file={scratch}/callgrind.%p"]
+        result = runner.drive(
+            client,
+            "scan",
+            600 + 0.5 * per * conversations,
+            wrapper=wrapper,
+            env={"PYTHONHASHSEED": "0"},
+            streams=conversations,
+            n=per,
+            warmup=_WARMUP,
+            pool_size=conversations,
+            loop=loop,
+        )
+        if result.get("error"):
+            return {"error": result["error"]}
+        parts = sorted(scratch.glob("callgrind.*.*"))
+        if len(parts) != 2:
+            return {"error": f"expected the window's two marks, callgrind dumped {len(parts)} times before the end"}
+        window = _totals(next(path for path in parts if path.name.endswith(".2")))
+        if not window:
+            return {"error": "no instruction total in callgrind's output"}
+        streams = int(result["calls"])
+        return {"instructions": window, "calls": streams, "instructions_per_stream": window / streams}
+    finally:
+        if not keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def count(runner: Any, pair: list[Client], repeat: int = 1) -> list[dict[str, Any]]:
+    """Instructions per stream of ours and the floor at each of ``counts.count_levels``, on asyncio and uvloop.
+
+    With ``repeat`` > 1 each figure is counted that many times (in fresh
+    processes) and the spread between them is reported: it shows that the
+    figure holds still.
+    """
+    counts = runner.counts
+    loops = ["asyncio"] + ([] if runner.uvloop_error else ["uvloop"])
+    levels = [(loop, n) for loop in loops for n in counts.count_levels]
+    if not levels:
+        return []
+    runner.log(
+        f"instruction counts under callgrind: N = {', '.join(str(n) for n in counts.count_levels)} on "
+        f"{' and '.join(loops)}, {counts.count_calls} calls per process, ours and the floor"
+    )
+    out = []
+    for loop, conversations in levels:
+        row: dict[str, Any] = {"loop": loop, "conversations": conversations}
+        for client in pair:
+            runs = [count_once(runner, client, loop, conversations, counts.count_calls) for _ in range(repeat)]
+            good = [run["instructions_per_stream"] for run in runs if not run.get("error")]
+            side: dict[str, Any] = {"runs": runs}
+            errors = [run["error"] for run in runs if run.get("error")]
+            if errors:
+                side["error"] = errors[0]
+            if good:
+                side["instructions_per_stream"] = sum(good) / len(good)
+                side["spread"] = (max(good) - min(good)) / min(good)
+            row[client.name] = side
+        ours, floor = row.get(OURS, {}), row.get(FLOOR, {})
+        a, b = ours.get("instructions_per_stream"), floor.get("instructions_per_stream")
+        ratio = f"{a / b:.3f}x" if a and b else "-"
+        runner.log(f"  {loop} N={conversations}: instructions/stream ours {fmt(a)}, floor {fmt(b)} ({ratio})")
+        out.append(row)
+    return out
