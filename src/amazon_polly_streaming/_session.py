@@ -257,29 +257,46 @@ class SpeechStream(StreamOwner):
         """
         lock = self._send_lock
         if lock is None:
+            if not drain:
+                # No sender ever took the lock, and this one never awaits (a
+                # whole text's one send): none can come between, none waits.
+                self._send_now(events, close, drain)
+                return
             lock = self._send_lock = asyncio.Lock()
         async with lock:
-            self._check_writable()
-            try:
-                self._queue(events, end=close)
-                if close:
-                    self._input_closed = True
-                    self._cancel_keepalive()
-                    assert self._stream is not None
-                    self._stream.nudge()  # from now on the server owes us the rest
-                await self._push(drain)
-            except PollyStreamingError as exc:
-                exc.audio_delivered = self._audio_delivered
-                raise
+            self._send_now(events, close, drain)
+            if drain:
+                await self._drain()
 
-    async def _push(self, drain: bool = True) -> None:
+    def _send_now(self, events: Iterable[bytes], close: bool, drain: bool) -> None:
+        self._check_writable()
+        try:
+            self._queue(events, end=close)
+            if close:
+                self._input_closed = True
+                self._cancel_keepalive()
+                assert self._stream is not None
+                self._stream.nudge()  # from now on the server owes us the rest
+            assert self._conn is not None
+            self._conn.flush()
+        except PollyStreamingError as exc:
+            exc.audio_delivered = self._audio_delivered
+            raise
+        if not drain:
+            self._arm_keepalive()
+
+    async def _drain(self) -> None:
+        """Wait while the server's window holds back what was queued."""
         conn, stream = self._conn, self._stream
         assert conn is not None
         assert stream is not None
-        conn.flush()
-        if drain and stream.output_queued:
-            await stream.drain(self._read_timeout)
-            conn.flush()
+        try:
+            if stream.output_queued:
+                await stream.drain(self._read_timeout)
+                conn.flush()
+        except PollyStreamingError as exc:
+            exc.audio_delivered = self._audio_delivered
+            raise
         self._arm_keepalive()
 
     def _check_writable(self) -> None:
