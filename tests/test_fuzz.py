@@ -14,8 +14,8 @@ import zlib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from amazon_polly_streaming._event_signer import EventSigner, chunk_signature, date_header
-from amazon_polly_streaming._eventstream import (
+from amazon_polly_streaming._wire.event_signer import EventSigner, chunk_signature, date_header
+from amazon_polly_streaming._wire.eventstream import (
     EventStreamDecoder,
     HeaderValue,
     Int8,
@@ -27,7 +27,7 @@ from amazon_polly_streaming._eventstream import (
     encode_headers,
     encode_message,
 )
-from amazon_polly_streaming._sigv4 import canonical_request, derive_signing_key, parse_authorization, sign_request
+from amazon_polly_streaming._wire.sigv4 import canonical_request, derive_signing_key, parse_authorization, sign_request
 from amazon_polly_streaming.exceptions import EventStreamError
 
 FUZZ_SEED = 20261124
@@ -216,7 +216,7 @@ def test_event_chain_verifies_independently(payloads: list[bytes], start_ms: int
 def test_text_event_body_is_what_json_dumps_makes(text: str, text_type: str | None, flush: bool) -> None:
     import json
 
-    from amazon_polly_streaming._protocol import text_event
+    from amazon_polly_streaming._wire.request import text_event
 
     body: dict[str, object] = {"Text": text}
     if text_type is not None:
