@@ -20,8 +20,10 @@ runs and with start-up's own variation in the difference.)
 
 ``PYTHONHASHSEED=0`` fixes the layout of every dict and set, so that the
 same streams take the same instructions in every process. What still moves
-is how the responses happen to be split into reads; two runs agree within a
-fraction of a percent (the report shows both when asked to repeat).
+is how the responses happen to be split into reads, so the counted client
+runs at nice 10: the emulator gets the CPU first and its responses are
+mostly whole when the client reads. Two runs agree within about half a
+percent (``--count-repeat 2`` shows the spread).
 
 The client runs about 50 times slower under callgrind while the emulator
 does not, so every response is waiting when the client reads: the count is
