@@ -88,6 +88,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole run")
     p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop to run on")
     p.add_argument("--server-pids", default="", help="scan: comma-separated server processes whose CPU to read")
+    p.add_argument(
+        "--fixed-clock",
+        type=int,
+        default=0,
+        help="1: the wall clock that dates requests stands still (instruction counts; clients that sign only)",
+    )
     return p
 
 
