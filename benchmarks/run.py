@@ -1,8 +1,9 @@
 """Benchmark this client against the raw h2 floor and the other Python clients for Polly streaming.
 
     python benchmarks/run.py              # everything, peers included (installed on the first run)
-    python benchmarks/run.py --quick      # the same with small counts (about a minute)
+    python benchmarks/run.py --quick      # the same with small counts (a few minutes)
     python benchmarks/run.py --smoke      # seconds: ours and the floor, tiny counts (CI)
+    python benchmarks/run.py --counts-only  # instructions per stream under callgrind only (minutes)
 
 Any Python 3.11+ will do: when the interpreter lacks the emulator's and the
 floor's packages, the script installs them into a cached virtualenv
@@ -35,7 +36,11 @@ N = 1 and 64 on uvloop: client CPU per stream, time to first audio p50/p99
 and streams per second, with each emulator process's CPU time over the same
 window (it shows whether the emulator kept up) and what else kept the
 machine busy meanwhile; then ours at N = 64 against 1 and 2 emulator
-processes; (8) the sans-IO codec alone. Ours and the floor run (3), (4) and
+processes; (8) the sans-IO codec alone; (9) instructions per stream under
+Valgrind's callgrind, ours and the floor at N = 1 and 64 on both loops, the
+scan's measured window only (``counting.py`` says how): CPU time moves by
+10-15 % between processes of the same code, the counts by well under 1 %,
+so the CPU-per-stream targets are judged on them. Ours and the floor run (3), (4) and
 each row of (7) in 5 interleaved processes and report the median, as this
 kind of machine drifts; the peers, at tens of times the floor, run once.
 Prints a table (medians, p99, ratios to the floor and to ours), the scan's
