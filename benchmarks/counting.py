@@ -52,7 +52,7 @@ _CALLGRIND = ["--tool=callgrind", "--dump-before=getppid", "--compress-strings=n
 #: The counted client yields the CPU to the emulator: responses are then whole when it reads them, and the
 #: number of reads per stream (each with its own cost) varies less with what else the machine runs.
 _NICE = ["nice", "-n", "10"] if shutil.which("nice") else []
-#: A directory to keep callgrind's files in (one folder per count), for ``callgrind_annotate``.
+#: A directory to keep callgrind's files in (one folder per count), for ``callgrind_top.py``.
 KEEP_ENV = "POLLY_BENCH_CALLGRIND_DIR"
 #: Warm-up calls per conversation before the window (each conversation's first opens its connection).
 _WARMUP = 2

@@ -98,7 +98,7 @@ def targets(
         for row in instructions:
             a, b = (row.get(side, {}).get("instructions_per_stream") for side in (OURS, FLOOR))
             a, b = (None if x is None else x / 1000 for x in (a, b))
-            name = f"{row['loop']} N={row['conversations']}: instr/stream <= {INSTRUCTION_TARGET:.2f}x floor"
+            name = f"{row['loop']} N={row['conversations']}: instr <= {INSTRUCTION_TARGET:.2f}x floor"
             within(name, a, b, INSTRUCTION_TARGET, "k", "floor")
     else:
         for conversations in SCAN_TARGET_LEVELS:
