@@ -189,15 +189,17 @@ def main() -> int:
     processes = args.emulator_processes or (1 if cpus <= 2 else min(4, cpus - 1))
     emulator = Emulator(processes, args.emulator_loop)
     try:
-        runner = Runner(emulator, counts)
-        if runner.uvloop_error:
-            notes.append(runner.uvloop_error)
-        runner.log(f"emulator at {emulator.endpoint_url}; clients: {', '.join(c.name for c in clients)}")
-        results = runner.run(clients)
-        scan = runner.scan(clients[:2])
-        instructions = [] if args.smoke or valgrind() is None else count(runner, clients[:2], args.count_repeat)
-        check = None if args.smoke else runner.emulator_check(clients[0], max(n for n in counts.scan_levels if n <= 64))
-        codec = runner.codec(clients[0])
+        with Runner(emulator, counts) as runner:
+            if runner.uvloop_error:
+                notes.append(runner.uvloop_error)
+            runner.log(f"emulator at {emulator.endpoint_url}; clients: {', '.join(c.name for c in clients)}")
+            results = runner.run(clients)
+            scan = runner.scan(clients[:2])
+            counted = not args.smoke and valgrind() is not None
+            instructions = count(runner, clients[:2], args.count_repeat) if counted else []
+            top = max(n for n in counts.scan_levels if n <= 64)
+            check = None if args.smoke else runner.emulator_check(clients[0], top)
+            codec = runner.codec(clients[0])
     finally:
         emulator.close()
     for name, row in results.items():
@@ -246,8 +248,8 @@ def counts_only(args: argparse.Namespace, clients: list[Client], counts: Any) ->
     load_before = _load_average()
     emulator = Emulator(args.emulator_processes or 1, args.emulator_loop)
     try:
-        runner = Runner(emulator, counts if counts.count_levels else COUNTS["quick"])
-        rows = count(runner, clients, args.count_repeat)
+        with Runner(emulator, counts if counts.count_levels else COUNTS["quick"]) as runner:
+            rows = count(runner, clients, args.count_repeat)
     finally:
         emulator.close()
     report = {"instructions": rows, "scan": [], "counts": asdict(runner.counts)}
