@@ -26,9 +26,10 @@ count would depend on how fast valgrind ran, that is on the machine's load.
 ``PYTHONHASHSEED=0`` fixes the layout of every dict and set, so that the
 same streams take the same instructions in every process. What still moves
 is how the responses happen to be split into reads, so the counted client
-runs at nice 10: the emulator gets the CPU first and its responses are
-mostly whole when the client reads. Two runs agree within about half a
-percent (``--count-repeat 2`` shows the spread).
+runs at nice 10 and on one CPU with the emulator's processes (pinned there
+while counting): it runs only when the emulator has nothing to do, so each
+response is whole when it reads it, on a quiet machine as on a busy one.
+Two runs agree within about 0.3 % (``--count-repeat 2`` shows the spread).
 
 The client runs about 50 times slower under callgrind while the emulator
 does not, so every response is waiting when the client reads: the count is
@@ -38,9 +39,11 @@ about.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,37 @@ _CALLGRIND = ["--tool=callgrind", "--dump-before=getppid", "--compress-strings=n
 #: The counted client yields the CPU to the emulator: responses are then whole when it reads them, and the
 #: number of reads per stream (each with its own cost) varies less with what else the machine runs.
 _NICE = ["nice", "-n", "10"] if shutil.which("nice") else []
+
+
+def _shared_cpu() -> int | None:
+    """The CPU the counted client and the emulator share while counting, or None where that cannot be set."""
+    if not hasattr(os, "sched_setaffinity") or shutil.which("taskset") is None:
+        return None
+    return max(os.sched_getaffinity(0))
+
+
+@contextlib.contextmanager
+def _emulator_on(cpu: int | None, pids: list[int]) -> Iterator[None]:
+    """The emulator's processes on ``cpu`` alone while counting, so that the client (at nice 10, on the same
+    CPU) runs only when the emulator has nothing to do, on a quiet machine as on a busy one: each response is
+    whole when the client reads it. Without it, a client with a CPU of its own reads responses in more pieces
+    on a quiet machine than on a busy one (at N = 1, about 2 % more instructions, the floor's too)."""
+    saved = {}
+    if cpu is not None:
+        for pid in pids:
+            try:
+                saved[pid] = os.sched_getaffinity(pid)
+                os.sched_setaffinity(pid, {cpu})
+            except OSError:
+                pass
+    try:
+        yield
+    finally:
+        for pid, cpus in saved.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(pid, cpus)
+
+
 #: A directory to keep callgrind's files in (one folder per count), for ``callgrind_top.py``.
 KEEP_ENV = "POLLY_BENCH_CALLGRIND_DIR"
 #: Warm-up calls per conversation before the window (each conversation's first opens its connection).
@@ -81,7 +115,9 @@ def count_once(runner: Any, client: Client, loop: str, conversations: int, calls
     keep = os.environ.get(KEEP_ENV)
     scratch = Path(tempfile.mkdtemp(prefix=f"{client.kind}-{loop}-{conversations}-", dir=keep))
     try:
-        wrapper = [*_NICE, tool, *_CALLGRIND, f"--callgrind-out-file={scratch}/callgrind.%p"]
+        cpu = _shared_cpu()
+        pinned = [] if cpu is None else ["taskset", "-c", str(cpu)]
+        wrapper = [*pinned, *_NICE, tool, *_CALLGRIND, f"--callgrind-out-file={scratch}/callgrind.%p"]
         result = runner.drive(
             client,
             "scan",
@@ -127,22 +163,28 @@ def count(runner: Any, pair: list[Client], repeat: int = 1) -> list[dict[str, An
         f"{' and '.join(loops)}, {counts.count_calls} calls per process, ours and the floor"
     )
     out = []
-    for loop, conversations in levels:
-        row: dict[str, Any] = {"loop": loop, "conversations": conversations}
-        for client in pair:
-            runs = [count_once(runner, client, loop, conversations, counts.count_calls) for _ in range(repeat)]
-            good = [run["instructions_per_stream"] for run in runs if not run.get("error")]
-            side: dict[str, Any] = {"runs": runs}
-            errors = [run["error"] for run in runs if run.get("error")]
-            if errors:
-                side["error"] = errors[0]
-            if good:
-                side["instructions_per_stream"] = sum(good) / len(good)
-                side["spread"] = (max(good) - min(good)) / min(good)
-            row[client.name] = side
-        ours, floor = row.get(OURS, {}), row.get(FLOOR, {})
-        a, b = ours.get("instructions_per_stream"), floor.get("instructions_per_stream")
-        ratio = f"{a / b:.3f}x" if a and b else "-"
-        runner.log(f"  {loop} N={conversations}: instructions/stream ours {fmt(a)}, floor {fmt(b)} ({ratio})")
-        out.append(row)
+    with _emulator_on(_shared_cpu(), [int(pid) for pid in runner.emulator.pids.split(",") if pid]):
+        for loop, conversations in levels:
+            out.append(_count_level(runner, pair, loop, conversations, repeat))
     return out
+
+
+def _count_level(runner: Any, pair: list[Client], loop: str, conversations: int, repeat: int) -> dict[str, Any]:
+    """Ours and the floor at one loop and N, each counted ``repeat`` times."""
+    row: dict[str, Any] = {"loop": loop, "conversations": conversations}
+    for client in pair:
+        runs = [count_once(runner, client, loop, conversations, runner.counts.count_calls) for _ in range(repeat)]
+        good = [run["instructions_per_stream"] for run in runs if not run.get("error")]
+        side: dict[str, Any] = {"runs": runs}
+        errors = [run["error"] for run in runs if run.get("error")]
+        if errors:
+            side["error"] = errors[0]
+        if good:
+            side["instructions_per_stream"] = sum(good) / len(good)
+            side["spread"] = (max(good) - min(good)) / min(good)
+        row[client.name] = side
+    ours, floor = row.get(OURS, {}), row.get(FLOOR, {})
+    a, b = ours.get("instructions_per_stream"), floor.get("instructions_per_stream")
+    ratio = f"{a / b:.3f}x" if a and b else "-"
+    runner.log(f"  {loop} N={conversations}: instructions/stream ours {fmt(a)}, floor {fmt(b)} ({ratio})")
+    return row
