@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from peers import AWS_ISOLATION, is_aws_setting
 
+from redis_server import MISSING_MESSAGE, RedisServer, redis_binary
+
 pytest_plugins = ["pytester"]
 
 DEFAULT_ASYNC_TIMEOUT = 60.0
@@ -125,3 +127,22 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
     run_on(kind, bounded)
     return True
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh ``redis-server`` on a free loopback port, persistence off; stopped after the test.
+
+    Without the binary the test is skipped, naming Debian's package -- except
+    under ``CI``, where a missing Redis must fail the build, not hide tests.
+    """
+    if redis_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail(MISSING_MESSAGE)
+        pytest.skip(MISSING_MESSAGE)
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -75,6 +76,9 @@ async def serve(
             yield emulator, client
         finally:
             await client.close()
+            closer = getattr(client.limiter, "aclose", None)
+            if closer is not None:
+                await closer()  # a RedisLimiter's connections and tasks on this loop
         # The client closed its connections: the server sees them go.
         await emulator.wait_for(lambda: emulator.open_connections == 0, 5.0)
     await asyncio.sleep(0)
@@ -163,3 +167,22 @@ def heard_text(text: str, starts: list[tuple[int, float]], played: float) -> str
                 end += 1
             heard = end
     return text[:heard]
+
+
+class Peak:
+    """How many tasks, in any thread, held a limiter's permit at once."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+        self._lock = threading.Lock()
+
+    async def hold(self, limiter: Any, rounds: int, pause: float) -> None:
+        for _ in range(rounds):
+            permit = await limiter.acquire()
+            with self._lock:
+                self.now += 1
+                self.peak = max(self.peak, self.now)
+            await asyncio.sleep(pause)
+            with self._lock:
+                self.now -= 1
+            permit.release()

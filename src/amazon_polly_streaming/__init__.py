@@ -14,6 +14,7 @@ from ._version import __version__
 from .client import PollyStreamingClient
 from .credentials import Credentials
 from .exceptions import (
+    AdmissionTimeoutError,
     AuthenticationError,
     ConnectError,
     ConnectionLostError,
@@ -22,6 +23,7 @@ from .exceptions import (
     EventStreamError,
     HTTPStatusError,
     IncompleteStreamError,
+    LimiterError,
     PollyStreamingError,
     PoolTimeoutError,
     ProtocolError,
@@ -38,6 +40,7 @@ from .exceptions import (
 from .retries import RetryPolicy
 
 __all__ = [
+    "AdmissionTimeoutError",
     "AuthenticationError",
     "ConnectError",
     "ConnectTimeoutError",
@@ -47,6 +50,7 @@ __all__ = [
     "EventStreamError",
     "HTTPStatusError",
     "IncompleteStreamError",
+    "LimiterError",
     "PollyStreamingClient",
     "PollyStreamingError",
     "PoolTimeoutError",

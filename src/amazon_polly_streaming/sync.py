@@ -44,6 +44,7 @@ _CLIENT_OPTIONS = frozenset(
         "proxy",
         "keepalive_interval",
         "retries",
+        "limiter",
     }
 )
 
@@ -84,7 +85,15 @@ def iter_synthesize(text: str | Iterable[str], voice_id: str, **options: Any) ->
     client = PollyStreamingClient(**client_options)
     # Validates the arguments here, in the caller's thread, before any loop exists.
     generator = client.start_speech_synthesis_stream(text=text, voice_id=voice_id, **stream_options)
-    runner = LoopThread(generator, client.close, BUFFER_BYTES)
+
+    async def close() -> None:
+        await client.close()
+        closer = getattr(client.limiter, "aclose", None)
+        if closer is not None:
+            # A RedisLimiter's connections and pending release of this call live on this loop: end them there.
+            await closer()
+
+    runner = LoopThread(generator, close, BUFFER_BYTES)
     try:
         while (chunk := runner.get()) is not None:
             yield chunk
