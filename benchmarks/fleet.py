@@ -48,7 +48,7 @@ for _path in (str(HERE.parent / "src"), str(HERE)):
 
 from clients import OURS, Client, client_env  # noqa: E402
 from fleet_report import arm_figures, fault_figures, overhead_figures, render, targets  # noqa: E402
-from harness import Emulator  # noqa: E402
+from harness import Emulator, stop_process  # noqa: E402
 
 ARMS = ("none", "local", "redis")
 
@@ -107,13 +107,7 @@ class RedisServer:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
     def close(self) -> None:
         self.stop()
@@ -242,11 +236,8 @@ def run_fleet(mode: str, log_notes: list[str] | None = None) -> dict[str, Any]:
     """The whole fleet benchmark (``mode``: full or smoke); its report, the table under ``"table"``."""
     shape = SHAPES[mode]
     notes: list[str] = []
-    limits_ok = True
-    try:
-        import amazon_polly_streaming.limits  # noqa: F401
-    except ImportError:
-        limits_ok = False
+    limits_ok = importlib.util.find_spec("amazon_polly_streaming.limits") is not None
+    if not limits_ok:
         notes.append("amazon_polly_streaming.limits is missing: the limiter arms and fault runs are skipped")
     binary = shutil.which("redis-server")
     if binary is None:

@@ -6,7 +6,7 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-from report import fmt, pct
+from report import fmt, pct, render_targets
 
 ARM_LABELS = {"none": "no limiter", "local": "LocalLimiter per process", "redis": "RedisLimiter"}
 
@@ -179,10 +179,7 @@ def render(report: dict[str, Any]) -> str:
             f"throttled from the stop to 2 s after the restart; fallbacks {fmt(outage.get('fallbacks'))}; over "
             f"the run: utilisation {pct(outage.get('utilisation'))}, throttled {fmt(outage.get('throttled'))}"
         )
-    lines += ["", "targets:"]
-    for target in report["targets"]:
-        state = {True: "MET", False: "MISSED", None: "n/a"}[target["met"]]
-        lines.append(f"  {state:8} {target['target']:46} {target['detail']}")
+    lines += render_targets(report["targets"], 46)
     for note in report["notes"]:
         lines.append(f"  note: {note}")
     lines.append(f"total {report['seconds']:.0f} s")

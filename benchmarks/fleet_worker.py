@@ -51,11 +51,12 @@ class TimedLimiter:
 def make_limiter(args: argparse.Namespace) -> Any:
     if args.arm == "none":
         return None
-    from amazon_polly_streaming.limits import LocalLimiter, RedisLimiter
+    import importlib
 
+    limits = importlib.import_module("amazon_polly_streaming.limits")  # checked by fleet.py: it may be missing
     if args.arm == "local":
-        return LocalLimiter(args.limit)
-    return RedisLimiter(args.redis, limit=args.limit, name=args.name)
+        return limits.LocalLimiter(args.limit)
+    return limits.RedisLimiter(args.redis, limit=args.limit, name=args.name)
 
 
 async def _turn(client: PollyStreamingClient, text: str) -> str | None:

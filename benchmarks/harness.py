@@ -56,6 +56,17 @@ def _readline(process: subprocess.Popen[str], timeout: float) -> str:
     return line[0].strip() if line else ""
 
 
+def stop_process(process: subprocess.Popen[Any] | None) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class Emulator:
     """The emulator (tone audio, as fast as possible) in ``processes`` processes sharing one port.
 
@@ -122,13 +133,7 @@ class Emulator:
 
     def close(self) -> None:
         for process, log in self._processes:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_process(process)
             log.close()
         self._processes.clear()
         self._dir.cleanup()
