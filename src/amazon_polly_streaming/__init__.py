@@ -15,6 +15,7 @@ __version__ = "2.0.0.dev0"
 from .client import PollyStreamingClient
 from .credentials import Credentials
 from .exceptions import (
+    AdmissionTimeoutError,
     AuthenticationError,
     ConnectError,
     ConnectionLostError,
@@ -23,6 +24,7 @@ from .exceptions import (
     EventStreamError,
     HTTPStatusError,
     IncompleteStreamError,
+    LimiterError,
     PollyStreamingError,
     PoolTimeoutError,
     ProtocolError,
@@ -39,6 +41,7 @@ from .exceptions import (
 from .retries import RetryPolicy
 
 __all__ = [
+    "AdmissionTimeoutError",
     "AuthenticationError",
     "ConnectError",
     "ConnectTimeoutError",
@@ -48,6 +51,7 @@ __all__ = [
     "EventStreamError",
     "HTTPStatusError",
     "IncompleteStreamError",
+    "LimiterError",
     "PollyStreamingClient",
     "PollyStreamingError",
     "PoolTimeoutError",

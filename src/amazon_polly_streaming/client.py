@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import os
 
-from ._config import ClientConfig, Endpoint, ProxyConfig, check_region, check_verify, positive, proxy_for
+from ._config import (
+    ClientConfig,
+    Endpoint,
+    ProxyConfig,
+    check_limiter,
+    check_region,
+    check_verify,
+    positive,
+    proxy_for,
+)
 from ._region import DEFAULT_REGION, resolve_region
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
@@ -22,6 +31,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import TypeAlias
 
+    from ._admission import Limiter
     from ._protocol import SynthesisParams
     from ._runtime import Runtime
     from ._session import SpeechStream
@@ -68,6 +78,12 @@ class PollyStreamingClient:
     * ``retries`` -- a :class:`~amazon_polly_streaming.retries.RetryPolicy`
       or a number of attempts; retries only happen before any audio reached
       the caller. Off by default.
+    * ``limiter`` -- admission control: a
+      :class:`~amazon_polly_streaming.limits.LocalLimiter`, a
+      :class:`~amazon_polly_streaming.limits.RedisLimiter` (a whole fleet's
+      count), or an int ``n`` for ``LocalLimiter(n)``. Each stream holds one
+      permit from before its request is sent until it ends; independent of
+      ``pool_size``. None by default.
     """
 
     def __init__(
@@ -85,6 +101,7 @@ class PollyStreamingClient:
         proxy: str | None = None,
         keepalive_interval: float | None = 3.0,
         retries: RetryPolicy | int | None = None,
+        limiter: Limiter | int | None = None,
     ) -> None:
         import threading
 
@@ -117,6 +134,7 @@ class PollyStreamingClient:
             proxy=proxy_for(endpoint.host, proxy, environ),
             keepalive_interval=interval,
             retries=as_policy(retries),
+            limiter=check_limiter(limiter),
         )
         # Checks the source's type now; secrets stay inside Credentials,
         # whose repr redacts them.
@@ -174,6 +192,11 @@ class PollyStreamingClient:
     @property
     def keepalive_interval(self) -> float | None:
         return self._config.keepalive_interval
+
+    @property
+    def limiter(self) -> Limiter | None:
+        """The admission limiter streams take a permit from, or None."""
+        return self._config.limiter
 
     # ------------------------------------------------------------ runtimes
 
