@@ -6,7 +6,7 @@
 One emulator process (``--max-active-streams 26``: a quota belongs to one
 emulator process, so the fleet is never split among several) paces every
 stream to one second of audio (``--real-time-factor 1``, tone audio). 4
-worker processes (``fleet_worker.py``) run 12 conversations each: 48
+worker processes (``fleet_member.py``) run 12 conversations each: 48
 conversations that always want to speak, against a quota of 26. Three arms,
 one after another in the same run, each with ``retries=3``: no limiter,
 ``LocalLimiter(6)`` per process, ``RedisLimiter(limit=26)`` on a redis-server
@@ -36,6 +36,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -99,11 +100,13 @@ class RedisServer:
             time.sleep(0.02)
         raise SystemExit(f"redis-server did not start on port {self.port}")
 
-    def commands_processed(self) -> int:
+    def command_calls(self) -> dict[str, int]:
+        """Calls of each command so far (INFO commandstats)."""
         import redis
 
         with redis.Redis(port=self.port, socket_timeout=2) as conn:
-            return int(conn.info("stats")["total_commands_processed"])
+            stats = conn.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()}
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -120,7 +123,7 @@ class Fleet:
         self.emulator = emulator
         self.redis = redis
         self.began = time.monotonic()
-        self._env = client_env(Client(OURS, "ours", sys.executable, "fleet_worker.py", "", ""))
+        self._env = client_env(Client(OURS, "ours", sys.executable, "fleet_member.py", "", ""))
         self._runs = 0
 
     def log(self, message: str) -> None:
@@ -129,7 +132,7 @@ class Fleet:
     def _worker(self, arm: str, *options: str) -> subprocess.Popen[str]:
         shape = self.shape
         limit = shape.local_limit if arm == "local" else shape.limit
-        command = [sys.executable, str(HERE / "fleet_worker.py"), "--arm", arm, "--limit", str(limit)]
+        command = [sys.executable, str(HERE / "fleet_member.py"), "--arm", arm, "--limit", str(limit)]
         command += ["--endpoint", self.emulator.endpoint_url, "--ca", self.emulator.ca_file]
         command += ["--conversations", str(shape.conversations), "--name", f"fleetbench-{os.getpid()}-{self._runs}"]
         if self.redis is not None:
@@ -168,63 +171,54 @@ class Fleet:
         workers = [self._worker(arm, *times) for _ in range(shape.workers)]
         readings: dict[str, Any] = {}
         fault: dict[str, Any] = {}
+        samples: list[tuple[float, int, int]] = []
         try:
             _sleep_until(window[0])
             readings["start"] = self.emulator.quota()
+            if kill_at is not None or outage_at is not None:
+                watch = threading.Thread(target=self._watch, args=(samples, window[1]), daemon=True)
+                watch.start()
             if kill_at is not None:
-                fault = self._kill(workers[0], window[0] + kill_at, window[1])
+                _sleep_until(window[0] + kill_at)
+                workers[0].send_signal(signal.SIGKILL)
+                fault = {"killed_at": time.time()}
             if outage_at is not None:
                 fault = self._outage(window[0] + outage_at)
             _sleep_until(window[1])
             readings["end"] = self.emulator.quota()
         finally:
             results = [self._result(worker, shape.window + 90) for worker in workers]
+        fault["samples"] = samples
         return {"arm": arm, "window": window, "quota": readings, "workers": results, "fault": fault}
 
-    def _kill(self, worker: subprocess.Popen[str], at: float, until: float) -> dict[str, Any]:
-        _sleep_until(at)
-        before = self.emulator.quota()
-        worker.send_signal(signal.SIGKILL)
-        killed = time.time()
-        recovered = None
-        lowest = before["active"]
+    def _watch(self, samples: list[tuple[float, int, int]], until: float) -> None:
+        """The emulator's open streams and throttles so far, every 50 ms until ``until``."""
         while time.time() < until:
-            active = self.emulator.quota()["active"]
-            lowest = min(lowest, active)
-            if active >= self.shape.limit - 1 and lowest < before["active"] - 1:
-                recovered = time.time() - killed
-                break
+            quota = self.emulator.quota()
+            samples.append((time.time(), quota["active"], quota["throttled"]))
             time.sleep(0.05)
-        return {"killed_at": killed, "active_before": before["active"], "lowest": lowest, "recovered_s": recovered}
 
     def _outage(self, at: float) -> dict[str, Any]:
         assert self.redis is not None
         _sleep_until(at)
         stopped = time.time()
-        before = self.emulator.quota()
         self.redis.stop()
         _sleep_until(stopped + self.shape.outage)
         self.redis.start()
-        restarted = time.time()
-        # The limiter's way back (re-registering holders after the restart) is part of the outage.
-        _sleep_until(restarted + 2.0)
-        after = self.emulator.quota()
-        return {
-            "stopped_at": stopped,
-            "restarted_at": restarted,
-            "until": time.time(),
-            "throttled": after["throttled"] - before["throttled"],
-        }
+        # The limiter's way back (re-registering holders after the restart) counts as part of the outage.
+        return {"stopped_at": stopped, "restarted_at": time.time(), "until": time.time() + 2.0}
 
     def overhead(self) -> dict[str, Any]:
         """Uncontended streams one after another with ``RedisLimiter``: admission time against a PING."""
         assert self.redis is not None
         turns = self.shape.overhead_turns
-        before = self.redis.commands_processed()
+        before = self.redis.command_calls()
         worker = self._worker("redis", "--mode", "overhead", "--turns", str(turns), "--conversations", "1")
         result = self._result(worker, 60 + turns * 0.5)
-        # PINGs, the INFO commands and the limiter's setup aside: what each stream cost Redis.
-        result["commands_per_stream"] = (self.redis.commands_processed() - before - turns - 1) / turns
+        after = self.redis.command_calls()
+        # What each stream cost Redis, by command (the PINGs and this INFO aside; the limiter's setup included).
+        calls = {name: (n - before.get(name, 0)) / turns for name, n in after.items() if name not in ("ping", "info")}
+        result["commands_per_stream"] = {name: round(n, 2) for name, n in calls.items() if n}
         return result
 
 

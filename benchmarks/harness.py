@@ -90,6 +90,7 @@ class Emulator:
         self._command += options
         self._env = env
         self._processes: list[tuple[subprocess.Popen[str], Any]] = []
+        self._quota_lock = threading.Lock()
         self.port = 0
         try:
             for _ in range(processes):
@@ -115,8 +116,9 @@ class Emulator:
     def quota(self) -> dict[str, Any]:
         """The first process's quota readings (``StreamQuota.stats()``): it answers SIGUSR1 with a line."""
         process = self._processes[0][0]
-        process.send_signal(signal.SIGUSR1)
-        line = _readline(process, 10)
+        with self._quota_lock:  # one question, one answer: callers on several threads take turns
+            process.send_signal(signal.SIGUSR1)
+            line = _readline(process, 10)
         if not line:
             raise RuntimeError("the emulator did not report its quota")
         readings: dict[str, Any] = json.loads(line)

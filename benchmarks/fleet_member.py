@@ -1,6 +1,6 @@
 """One process of the fleet benchmark: ``--conversations`` conversations, each speaking turn after turn.
 
-    python benchmarks/fleet_worker.py --mode fleet --arm redis --redis URL --endpoint URL --ca CA \\
+    python benchmarks/fleet_member.py --mode fleet --arm redis --redis URL --endpoint URL --ca CA \\
         --start-at T --stop-at T
 
 Modes: ``fleet`` runs the conversations from ``--start-at`` to ``--stop-at``
@@ -51,12 +51,11 @@ class TimedLimiter:
 def make_limiter(args: argparse.Namespace) -> Any:
     if args.arm == "none":
         return None
-    import importlib
+    from amazon_polly_streaming.limits import LocalLimiter, RedisLimiter
 
-    limits = importlib.import_module("amazon_polly_streaming.limits")  # checked by fleet.py: it may be missing
     if args.arm == "local":
-        return limits.LocalLimiter(args.limit)
-    return limits.RedisLimiter(args.redis, limit=args.limit, name=args.name)
+        return LocalLimiter(args.limit)
+    return RedisLimiter(args.redis, limit=args.limit, name=args.name)
 
 
 async def _turn(client: PollyStreamingClient, text: str) -> str | None:
@@ -124,10 +123,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             result["lease_seconds"] = getattr(inner, "lease_seconds", None)
     finally:
         await client.close()
-        close = getattr(inner, "aclose", None) or getattr(inner, "close", None)
-        if close is not None:
+        if hasattr(inner, "aclose"):
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(close(), 5)
+                await asyncio.wait_for(inner.aclose(), 5)
     result["pid"] = os.getpid()
     return result
 
