@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from amazon_polly_streaming import PollyStreamingClient
+from amazon_polly_streaming.cli.emulator import build_parser
 from amazon_polly_streaming.emulator import Emulator, EmulatorConfig
-from amazon_polly_streaming.emulator._cli import build_parser
 from amazon_polly_streaming.emulator._quota import StreamQuota
 from amazon_polly_streaming.exceptions import ThrottlingException
 from support import collect, make_client, serve

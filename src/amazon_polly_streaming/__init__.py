@@ -10,8 +10,7 @@ with the first stream.
 
 from __future__ import annotations
 
-__version__ = "2.0.0.dev0"
-
+from ._version import __version__
 from .client import PollyStreamingClient
 from .credentials import Credentials
 from .exceptions import (

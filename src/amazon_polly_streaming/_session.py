@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 from hpack import NeverIndexedHeaderTuple
 
 from ._admission import NEUTRAL, SUCCESS, THROTTLED
-from ._event_signer import amz_date
-from ._protocol import CLOSE_STREAM_EVENT, SynthesisParams, text_event, text_events
-from ._response import ResponseItem, ResponseParser
 from ._runtime import USER_AGENT, Runtime, StreamOwner
+from ._wire.event_signer import amz_date
+from ._wire.request import CLOSE_STREAM_EVENT, SynthesisParams, text_event, text_events
+from ._wire.response import ResponseItem, ResponseParser
 from .events import AudioEvent, Event
 from .exceptions import PollyStreamingError, ProtocolError, ReadTimeoutError, ThrottlingException, TransportError
 
@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from ._admission import Permit
-    from ._connection import Connection
-    from ._event_signer import EventSigner
-    from ._stream import Stream
+    from ._transport.connection import Connection
+    from ._transport.stream import Stream
+    from ._wire.event_signer import EventSigner
 
 __all__ = ["SpeechStream", "StreamMetrics", "open_session", "wall_clock"]
 

@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     from typing import TypeAlias
 
     from ._admission import Limiter
-    from ._protocol import SynthesisParams
     from ._runtime import Runtime
     from ._session import SpeechStream
+    from ._wire.request import SynthesisParams
     from .credentials import CredentialsSource
     from .retries import RetryPolicy
 
@@ -259,7 +259,7 @@ class PollyStreamingClient:
 
         policy = self._config.retries
         if isinstance(text, str):
-            from ._protocol import text_events
+            from ._wire.request import text_events
 
             events = text_events(text, text_type=text_type, flush=flush)
             return synthesize(
@@ -367,7 +367,7 @@ def _stream_params(
     text_type: str | None,
 ) -> SynthesisParams:
     """Every stream argument checked, before any I/O."""
-    from ._protocol import synthesis_params
+    from ._wire.request import synthesis_params
 
     if text_type is not None and text_type not in ("text", "ssml"):
         raise ValueError(f"text_type must be 'text' or 'ssml', not {text_type!r}")
