@@ -85,6 +85,10 @@ def iter_synthesize(text: str | Iterable[str], voice_id: str, **options: Any) ->
         try:
             loop.run_until_complete(generator.aclose())
             loop.run_until_complete(client.close())
+            closer = getattr(client.limiter, "aclose", None)
+            if closer is not None:
+                # A RedisLimiter's release of this call's permit runs on this loop: let it finish.
+                loop.run_until_complete(closer())
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
