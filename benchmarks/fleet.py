@@ -125,6 +125,7 @@ class Fleet:
         self.began = time.monotonic()
         self._env = client_env(Client(OURS, "ours", sys.executable, "fleet_member.py", "", ""))
         self._runs = 0
+        self._name = ""  # the RedisLimiter's, one per run
 
     def log(self, message: str) -> None:
         print(f"[{time.monotonic() - self.began:6.1f} s] {message}", file=sys.stderr, flush=True)
@@ -134,7 +135,7 @@ class Fleet:
         limit = shape.local_limit if arm == "local" else shape.limit
         command = [sys.executable, str(HERE / "fleet_member.py"), "--arm", arm, "--limit", str(limit)]
         command += ["--endpoint", self.emulator.endpoint_url, "--ca", self.emulator.ca_file]
-        command += ["--conversations", str(shape.conversations), "--name", f"fleetbench-{os.getpid()}-{self._runs}"]
+        command += ["--conversations", str(shape.conversations), "--name", self._name]
         if self.redis is not None:
             command += ["--redis", self.redis.url]
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 - the worker's stderr, read when it ends
@@ -165,6 +166,7 @@ class Fleet:
         """One fleet run of ``arm``; with ``kill_at`` or ``outage_at`` (seconds into the window), a fault."""
         shape = self.shape
         self._runs += 1
+        self._name = f"fleetbench-{os.getpid()}-{self._runs}"
         start = time.time() + 3.0  # every worker imports and connects meanwhile
         window = (start + shape.warmup, start + shape.warmup + shape.window)
         times = ["--start-at", f"{start:.3f}", "--stop-at", f"{window[1] + 0.5:.3f}"]
@@ -180,8 +182,7 @@ class Fleet:
                 watch.start()
             if kill_at is not None:
                 _sleep_until(window[0] + kill_at)
-                workers[0].send_signal(signal.SIGKILL)
-                fault = {"killed_at": time.time()}
+                fault = self._kill(workers)
             if outage_at is not None:
                 fault = self._outage(window[0] + outage_at)
             _sleep_until(window[1])
@@ -190,6 +191,31 @@ class Fleet:
             results = [self._result(worker, shape.window + 90) for worker in workers]
         fault["samples"] = samples
         return {"arm": arm, "window": window, "quota": readings, "workers": results, "fault": fault}
+
+    def _kill(self, workers: list[subprocess.Popen[str]]) -> dict[str, Any]:
+        """SIGKILL the worker that holds the most permits now."""
+        held = self._holders_by_pid()
+        victim = max(workers, key=lambda worker: held.get(worker.pid, 0))
+        victim.send_signal(signal.SIGKILL)
+        return {"killed_at": time.time(), "permits_held": held.get(victim.pid, 0)}
+
+    def _holders_by_pid(self) -> dict[int, int]:
+        """The permits each process holds, as the fleet's Redis has them (``RedisLimiter.stats()``)."""
+        import asyncio
+
+        from amazon_polly_streaming.limits import RedisLimiter
+
+        assert self.redis is not None
+        limiter = RedisLimiter(self.redis.url, limit=self.shape.limit, name=self._name)
+
+        async def read() -> dict[str, int]:
+            try:
+                return (await limiter.stats()).holders_by_process
+            finally:
+                await limiter.aclose()
+
+        by_process = asyncio.run(read())
+        return {int(label.rsplit(":", 1)[1]): count for label, count in by_process.items()}
 
     def _watch(self, samples: list[tuple[float, int, int]], until: float) -> None:
         """The emulator's open streams and throttles so far, every 50 ms until ``until``."""

@@ -93,14 +93,19 @@ def fault_figures(run: dict[str, Any], limit: int) -> dict[str, Any]:
         figures["turns_per_second"] = _per_second(run["workers"], struck)
         figures["throttled_per_second"] = _throttles_per_second(fault.get("samples", []), struck)
     if "killed_at" in fault:
-        # The quota in use again: the first reading at (nearly) the limit after the open streams fell.
-        samples = [sample for sample in fault["samples"] if sample[0] >= fault["killed_at"]]
-        lowest = min((active for _, active, _ in samples), default=None)
-        figures["active_before"] = next((a for t, a, _ in reversed(fault["samples"]) if t < fault["killed_at"]), None)
-        figures["lowest_active"] = lowest
-        fell = next((i for i, (_, active, _) in enumerate(samples) if active == lowest), None)
-        back = next((t for t, active, _ in samples[fell or 0 :] if active >= limit - 1), None)
-        figures["recovered_s"] = None if back is None or fell is None else back - fault["killed_at"]
+        killed, held = fault["killed_at"], fault["permits_held"]
+        samples = [sample for sample in fault["samples"] if sample[0] >= killed]
+        figures["active_before"] = next((a for t, a, _ in reversed(fault["samples"]) if t < killed), None)
+        figures["lowest_active"] = min((active for _, active, _ in samples), default=None)
+        # Until the dead leases expire, the others can hold at most limit - held. Once the emulator saw the
+        # dead process's streams go, a reading above that is one of its permits serving another process.
+        gone = next((i for i, (_, active, _) in enumerate(samples) if active <= limit - held), None)
+        after = samples[gone:] if gone is not None else []
+        reused = next((t for t, active, _ in after if active > limit - held), None)
+        full = next((t for t, active, _ in after if active >= limit - 1), None)
+        figures["permits_held"] = held
+        figures["recovered_s"] = None if reused is None else reused - killed
+        figures["full_again_s"] = None if full is None else full - killed
     if "stopped_at" in fault:
         # Turns that ended (failed) from the moment Redis stopped until 2 s after it answered again.
         good = [worker for worker in run["workers"] if "error" not in worker]
@@ -222,10 +227,11 @@ def render(report: dict[str, Any]) -> str:
     kill = report.get("kill")
     if kill:
         lines += [
-            f"SIGKILL of a worker holding permits: open streams {kill.get('active_before')} before, "
-            f"{kill.get('lowest_active')} at the lowest; the quota in use again after {fmt(kill.get('recovered_s'))} s "
-            f"(lease {fmt(kill.get('lease_seconds'))} s); streams throttled {fmt(kill.get('throttled'))}, turns "
-            f"failed {fmt(kill.get('turns_failed'))}",
+            f"SIGKILL of the worker holding the most permits ({fmt(kill.get('permits_held'))}): open streams "
+            f"{fmt(kill.get('active_before'))} before, {fmt(kill.get('lowest_active'))} at the lowest; its permits "
+            f"served others after {fmt(kill.get('recovered_s'))} s (lease {fmt(kill.get('lease_seconds'))} s), the "
+            f"quota was full again after {fmt(kill.get('full_again_s'))} s; streams throttled "
+            f"{fmt(kill.get('throttled'))}, turns failed {fmt(kill.get('turns_failed'))}",
             f"  turns completed per second from 2 s before the kill: {_series(kill.get('turns_per_second'))}",
         ]
     outage = report.get("outage")
