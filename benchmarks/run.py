@@ -94,7 +94,7 @@ def _requirements() -> list[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     uvloop = [spec for spec in extras["test"] if spec.startswith("uvloop")]  # for the uvloop rows
-    return [*project["dependencies"], *extras["emulator"], *uvloop]
+    return [*project["dependencies"], *extras["emulator"], *uvloop, *extras.get("redis", [])]  # redis: the fleet
 
 
 def bootstrap() -> None:

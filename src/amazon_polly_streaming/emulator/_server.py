@@ -161,7 +161,11 @@ class Emulator:
             port.respond_error(error, record.request_id)
             return None
         record.access_key_id = accepted.access_key_id
-        session = SynthesisSession(accepted, port, record, config, fault, slot)
+        try:
+            session = SynthesisSession(accepted, port, record, config, fault, slot)
+        except BaseException:
+            slot.release()  # never a place held by a stream that did not start
+            raise
         task = asyncio.get_running_loop().create_task(session.run())
         self.active_streams += 1
         self._tasks.add(task)
