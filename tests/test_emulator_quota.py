@@ -15,7 +15,7 @@ from amazon_polly_streaming.emulator._quota import StreamQuota
 from amazon_polly_streaming.exceptions import ThrottlingException
 from support import collect, make_client, serve
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.all_loops]
 PCM: dict[str, Any] = {"voice_id": "Matthew", "output_format": "pcm", "sample_rate": "16000"}
 
 
