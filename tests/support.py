@@ -1,16 +1,20 @@
-"""Shared test helpers: an emulator with a client pointed at it, and leak checks."""
+"""Shared test helpers: an emulator with a client pointed at it, leak checks, child processes' signals."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from amazon_polly_streaming import PollyStreamingClient
 from amazon_polly_streaming.emulator import DEFAULT_CREDENTIALS, Emulator
+from hostile_h2 import H2Peer, HostileServer
 
 KEY, SECRET = next(iter(DEFAULT_CREDENTIALS.items()))
 SENTENCE = "Hello there. This is a test of the streaming client."
@@ -18,6 +22,35 @@ SENTENCE = "Hello there. This is a test of the streaming client."
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def default_signals(*signals: signal.Signals) -> Callable[[], None]:
+    """A ``preexec_fn``: in the child, ``signals`` get their default disposition and are not blocked.
+
+    A test that signals its child must not depend on how the suite was started: an ignored signal stays
+    ignored across exec (POSIX ``execve``: only caught ones are reset), and a suite run under ``nohup`` or
+    as ``bash scripts/test &`` from a script starts with SIGINT ignored. A program should keep that (the
+    CLI does), so the test's own Ctrl-C would never arrive.
+    """
+
+    def reset() -> None:  # runs in the child between fork and exec: signal calls only
+        for number in signals:
+            signal.signal(number, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+
+    return reset
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    """End a child so that its own clean-up runs (SIGTERM: an emulator removes its certificates' folder);
+    SIGKILL only if it does not go. Start it with ``default_signals(signal.SIGTERM)``."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def make_client(emulator: Emulator, **options: Any) -> PollyStreamingClient:
@@ -81,3 +114,40 @@ class Peak:
             with self._lock:
                 self.now -= 1
             permit.release()
+
+
+async def within(timeout: float, predicate: Callable[[], object]) -> bool:
+    """Poll ``predicate()`` for up to ``timeout`` seconds; whether it became true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+def client_for(url: str, ca_file: str | bool, **options: Any) -> PollyStreamingClient:
+    options.setdefault("region", "us-east-1")
+    options.setdefault("credentials", (KEY, SECRET))
+    options.setdefault("read_timeout", 5.0)
+    options.setdefault("connect_timeout", 5.0)
+    return PollyStreamingClient(endpoint_url=url, verify=ca_file, **options)
+
+
+@asynccontextmanager
+async def hostile(
+    script: Callable[[H2Peer], Awaitable[None]], client_options: dict[str, Any] | None = None, **server_options: Any
+) -> AsyncIterator[tuple[HostileServer, PollyStreamingClient]]:
+    """A hostile server running ``script`` and a client pointed at it; on exit, checks nothing leaked."""
+    fds = open_fds()
+    tasks_before = set(asyncio.all_tasks())
+    async with HostileServer(script, **server_options) as server:
+        client = client_for(server.endpoint_url, server.ca_file, **(client_options or {}))
+        try:
+            yield server, client
+        finally:
+            await client.close()
+    await asyncio.sleep(0)
+    leftover = [t for t in asyncio.all_tasks() - tasks_before if not t.done()]
+    assert not leftover, f"tasks outlived close(): {leftover}"
+    assert open_fds() <= fds, "sockets or files outlived close()"
