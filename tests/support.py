@@ -97,25 +97,6 @@ async def collect(client: PollyStreamingClient, text: Any = SENTENCE, **options:
     return bytes(out)
 
 
-class Peak:
-    """How many tasks, in any thread, held a limiter's permit at once."""
-
-    def __init__(self) -> None:
-        self.now = self.peak = 0
-        self._lock = threading.Lock()
-
-    async def hold(self, limiter: Any, rounds: int, pause: float) -> None:
-        for _ in range(rounds):
-            permit = await limiter.acquire()
-            with self._lock:
-                self.now += 1
-                self.peak = max(self.peak, self.now)
-            await asyncio.sleep(pause)
-            with self._lock:
-                self.now -= 1
-            permit.release()
-
-
 async def within(timeout: float, predicate: Callable[[], object]) -> bool:
     """Poll ``predicate()`` for up to ``timeout`` seconds; whether it became true."""
     deadline = time.monotonic() + timeout
@@ -151,3 +132,22 @@ async def hostile(
     leftover = [t for t in asyncio.all_tasks() - tasks_before if not t.done()]
     assert not leftover, f"tasks outlived close(): {leftover}"
     assert open_fds() <= fds, "sockets or files outlived close()"
+
+
+class Peak:
+    """How many tasks, in any thread, held a limiter's permit at once."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+        self._lock = threading.Lock()
+
+    async def hold(self, limiter: Any, rounds: int, pause: float) -> None:
+        for _ in range(rounds):
+            permit = await limiter.acquire()
+            with self._lock:
+                self.now += 1
+                self.peak = max(self.peak, self.now)
+            await asyncio.sleep(pause)
+            with self._lock:
+                self.now -= 1
+            permit.release()

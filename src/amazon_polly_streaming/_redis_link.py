@@ -39,6 +39,28 @@ WAITER_TTL = 3.0
 PROBE_INTERVAL = 1.0
 
 
+def _cancel_requested() -> bool:
+    """Whether this task was asked to stop, even if a timeout swallowed the CancelledError.
+
+    A cancellation that lands while a timeout expires can come out as
+    ``TimeoutError`` (redis-py's ``get_message`` then returns None); the
+    task still counts the request, and a loop that checks it never outlives
+    its cancellation (which ``asyncio.run``'s shutdown would wait on forever).
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _wait_event(event: asyncio.Event, seconds: float) -> None:
+    """Wait up to ``seconds`` for ``event``; a cancellation is never lost."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        if _cancel_requested():
+            raise asyncio.CancelledError from None
+
+
 class Down(Exception):
     """Redis did not answer (internal: the caller falls back)."""
 
@@ -172,11 +194,7 @@ class LoopLink:
                         waited,
                         f"limit {limiter.limit}, effective {effective}, {holders} held, {rank} ahead of it",
                     )
-                try:
-                    async with asyncio.timeout(min(SAFETY_POLL, remaining)):
-                        await event.wait()
-                except TimeoutError:
-                    pass
+                await _wait_event(event, min(SAFETY_POLL, remaining))
         except Down:
             self.spawn(self.leave(permit_id))
             raise
@@ -251,17 +269,15 @@ class LoopLink:
                 interval = limiter.lease_seconds / 3
                 if limiter._fallback_active:
                     interval = min(interval, PROBE_INTERVAL)
-                try:
-                    async with asyncio.timeout(interval):
-                        await self.idle.wait()
-                except TimeoutError:
-                    pass
+                await _wait_event(self.idle, interval)
                 ids = list(self.permits)
                 if not ids:
                     break
                 try:
                     missing = await self.call(self.heartbeat_script, [limiter.limit, self.lease_ms, *ids])
                 except Down as exc:
+                    if _cancel_requested():
+                        raise asyncio.CancelledError from None
                     limiter._went_down(exc)
                     continue
                 except LimiterError as exc:
@@ -284,24 +300,30 @@ class LoopLink:
     # ------------------------------------------------------------ wake-ups
 
     def ensure_listener(self) -> None:
-        if self.listener is None:
+        if self.listener is None or self.listener.done():
             self.listener = self.loop.create_task(self._listen(), name="polly-limiter-wakeups")
 
     async def _listen(self) -> None:
         """Wake this loop's waiters on every release published; cancelled when the last waiter goes."""
         import redis.exceptions
 
-        while True:
+        # Also ends on its own when nobody waits: a cancellation lost in
+        # redis-py's read timeout must not keep it (and asyncio.run) alive.
+        while self.waiters:
             pubsub = self.client.pubsub()
             try:
                 async with asyncio.timeout(self.limiter.redis_timeout * 2):
                     await pubsub.subscribe(self.limiter._channel)
-                while True:
+                while self.waiters:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=SAFETY_POLL)
+                    if _cancel_requested():
+                        raise asyncio.CancelledError
                     if message is not None:
                         for event in self.waiters:
                             event.set()
             except (redis.exceptions.RedisError, OSError, TimeoutError):
+                if _cancel_requested():
+                    raise asyncio.CancelledError from None
                 # The waiters poll meanwhile; subscribe again a little later.
                 await asyncio.sleep(SAFETY_POLL)
             finally:

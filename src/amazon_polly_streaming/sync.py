@@ -90,7 +90,7 @@ def iter_synthesize(text: str | Iterable[str], voice_id: str, **options: Any) ->
         await client.close()
         closer = getattr(client.limiter, "aclose", None)
         if closer is not None:
-            # A RedisLimiter's release of this call's permit runs on the thread's loop: let it finish.
+            # A RedisLimiter's connections and pending release of this call live on this loop: end them there.
             await closer()
 
     runner = LoopThread(generator, close, BUFFER_BYTES)
