@@ -151,3 +151,38 @@ class Peak:
             with self._lock:
                 self.now -= 1
             permit.release()
+
+
+def spoken_words(texts: list[str], voice_id: str = "Joanna") -> tuple[float, list[tuple[int, float]]]:
+    """What the emulator's speech of a stream's TextEvents says when: its duration,
+    and eSpeak's start of each word as (character of the joined text, second).
+
+    The emulator synthesizes each completed sentence of its buffer on its own,
+    so the words of each segment start after the audio of the segments before.
+    """
+    from amazon_polly_streaming.emulator._audio import synthesize_pcm, word_starts
+    from amazon_polly_streaming.emulator._text import SentenceBuffer
+
+    buffer = SentenceBuffer()
+    segments = [buffer.add(text) for text in texts]
+    segments.append(buffer.flush())
+    starts: list[tuple[int, float]] = []
+    characters, seconds = 0, 0.0
+    for segment in segments:
+        for position, start in word_starts(segment, voice_id=voice_id, language_code=None):
+            starts.append((characters + position, seconds + start))
+        characters += len(segment)
+        seconds += len(synthesize_pcm(segment, voice_id=voice_id, language_code=None, sample_rate=16000)) / 32000
+    return seconds, starts
+
+
+def heard_text(text: str, starts: list[tuple[int, float]], played: float) -> str:
+    """``text`` up to the end of the last word that had started after ``played`` seconds of its speech."""
+    heard = 0
+    for position, start in starts:
+        if start <= played:
+            end = position
+            while end < len(text) and not text[end].isspace():
+                end += 1
+            heard = end
+    return text[:heard]

@@ -7,11 +7,13 @@ skipped elsewhere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,10 +27,13 @@ from livekit.agents import (
     APIConnectOptions,
     APIStatusError,
     APITimeoutError,
+    ChatMessage,
     tts,
 )
 from livekit.agents.metrics import TTSMetrics
-from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities
+from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT
+from livekit.agents.voice import TranscriptSynchronizer
+from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities, TextOutput, TimedString
 
 from amazon_polly_streaming import PollyStreamingClient
 from amazon_polly_streaming.exceptions import (
@@ -41,7 +46,7 @@ from amazon_polly_streaming.exceptions import (
     ValidationException,
 )
 from amazon_polly_streaming.integrations.livekit import TTS, _livekit_error, _PcmResampler
-from support import KEY, SECRET, serve
+from support import KEY, SECRET, heard_text, serve, spoken_words
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS = ["Sure", "!", " The", " bus", " leaves", " at", " noon", ".", " It", " is", " the", " number", " four", "."]
@@ -528,3 +533,172 @@ def test_the_readme_example_runs() -> None:
     assert out.returncode == 0, out.stderr
     assert "first audio" in out.stdout
     assert "interrupted" in out.stdout
+
+
+@pytest.mark.timeout(60)
+async def test_the_aligned_transcript_is_the_text_word_by_word_behind_the_speech() -> None:
+    # LiveKit's own SynthesizeStream carries our TimedStrings on its audio
+    # frames; with use_tts_aligned_transcript its transcript and the chat
+    # context of an interrupted turn follow them.
+    text = "Sure. The number four bus leaves every ten minutes, and it stops by the museum."
+    tokens = [w if i == 0 else " " + w for i, w in enumerate(text.split(" "))]
+    async with serve(audio="speech") as (emulator, client):
+        polly = TTS(client=client, voice_id="Joanna")
+        assert polly.capabilities.aligned_transcript
+        events = await speak_turn(polly, tokens, delay=0.0)
+        timed: list[Any] = [t for e in events for t in e.frame.userdata.get(USERDATA_TIMED_TRANSCRIPT, [])]
+        await polly.aclose()
+        assert "".join(timed) == text  # each word with the space before it: the text exactly
+        assert all(isinstance(t, TimedString) for t in timed)
+        starts = [t.start_time for t in timed]
+        assert starts == sorted(starts)
+        # Never ahead of the speech: each word starts no earlier than eSpeak's word.
+        (record,) = emulator.requests
+        duration, truth = spoken_words([t["text"] for t in record.texts if t["text"].strip()])
+        assert len(truth) == len(timed)
+        for word, (_, true_start) in zip(timed, truth, strict=True):
+            assert true_start <= word.start_time <= true_start + 40 * 0.065, (str(word), true_start, word.start_time)
+        assert all(t.end_time == t.start_time for t in timed)  # a word counts as played once it starts
+        assert timed[-1].start_time < duration + 0.3
+
+
+class RealTimeAudioOutput(AudioOutput):
+    """An agent's speaker that plays in real time: what a barge-in cuts is what was heard."""
+
+    def __init__(self) -> None:
+        super().__init__(label="real-time", capabilities=AudioOutputCapabilities(pause=False))
+        self._queue: asyncio.Queue[rtc.AudioFrame | None] = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(self._play())
+        self._segment_started: float | None = None  # loop time its first frame began to play
+        self._segment_length = 0.0  # seconds of it captured
+        self.interrupted_after: float | None = None
+        self.playing = asyncio.Event()
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        await super().capture_frame(frame)
+        self._segment_length += frame.duration
+        self._queue.put_nowait(frame)
+
+    def flush(self) -> None:
+        super().flush()
+        self._queue.put_nowait(None)
+
+    def clear_buffer(self) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        if self._segment_length:
+            self.interrupted_after = self._position()
+        self._finish(interrupted=True)
+
+    def _position(self) -> float:
+        if self._segment_started is None:
+            return 0.0
+        return min(asyncio.get_running_loop().time() - self._segment_started, self._segment_length)
+
+    def _finish(self, *, interrupted: bool) -> None:
+        if self._segment_length:
+            position = self._position()
+            self._segment_started, self._segment_length = None, 0.0
+            self.playing.clear()
+            self.on_playback_finished(playback_position=position, interrupted=interrupted)
+
+    async def _play(self) -> None:
+        while True:
+            frame = await self._queue.get()
+            if frame is None:
+                if self._segment_started is not None:
+                    await asyncio.sleep(max(0.0, self._segment_started + self._segment_length - _now()))
+                self._finish(interrupted=False)
+                continue
+            if self._segment_started is None:
+                self._segment_started = _now()
+                self.playing.set()
+                self.on_playback_started(created_at=time.time())
+            await asyncio.sleep(frame.duration)
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+class CapturingTextOutput(TextOutput):
+    """The agent's transcript, as a room would get it."""
+
+    def __init__(self) -> None:
+        super().__init__(label="transcript", next_in_chain=None)
+        self.texts: list[str] = []
+
+    async def capture_text(self, text: str) -> None:
+        self.texts.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def assistant_texts(session: AgentSession[None]) -> list[str]:
+    return [
+        item.text_content or ""
+        for item in session.history.items
+        if isinstance(item, ChatMessage) and item.role == "assistant"
+    ]
+
+
+LONG = (
+    "Sure. The number four bus leaves from the main square every ten minutes, "
+    "and it stops right outside the museum. The last one leaves at eleven at night. "
+    "Would you like the times of the return trip as well?"
+)
+GREETING = "Hello! I can help with buses, trains and the ferry timetable today."
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "barge_in",
+    [None, 0.6, 5.95, 10.3],
+    ids=["before the first word", "mid-word", "between sentences", "in the last word"],
+)
+async def test_an_interrupted_turn_in_the_chat_context_holds_what_had_started_playing(barge_in: float | None) -> None:
+    async with serve(audio="speech", real_time_factor=0.5, first_audio_delay=0.5) as (emulator, client):
+        polly = TTS(client=client)
+        session: AgentSession[None] = AgentSession(tts=polly, use_tts_aligned_transcript=True)
+        speaker = RealTimeAudioOutput()
+        # As LiveKit's RoomIO does: the transcript follows the audio played.
+        sync = TranscriptSynchronizer(next_in_chain_audio=speaker, next_in_chain_text=CapturingTextOutput())
+        session.output.audio = sync.audio_output
+        session.output.transcription = sync.text_output
+        await session.start(Agent(instructions="You are a bus timetable."))
+        try:
+            greeting = session.say(llm_tokens(tokens_of(GREETING), delay=0.0))
+            await asyncio.wait_for(greeting.wait_for_playout(), 30)
+            answer = session.say(llm_tokens(tokens_of(LONG), delay=0.0))
+            if barge_in is None:  # its stream is open, its audio half a second away
+                await emulator.wait_for(lambda: len(emulator.requests) == 2 and bool(emulator.requests[1].texts))
+            else:
+                await asyncio.wait_for(speaker.playing.wait(), 10)
+                await asyncio.sleep(barge_in)
+            answer.interrupt()
+            await asyncio.wait_for(answer.wait_for_playout(), 10)
+            turns = assistant_texts(session)
+        finally:
+            await session.aclose()
+            await sync.aclose()
+            await speaker.aclose()
+            await polly.aclose()
+        played = speaker.interrupted_after
+        _, starts = spoken_words([t["text"] for t in emulator.requests[1].texts if t["text"].strip()])
+        heard = "" if played is None else heard_text(LONG, starts, played)
+        assert turns[0] == GREETING  # a whole turn: exactly its text
+        held = turns[1] if len(turns) > 1 else ""
+        assert heard.startswith(held), f"a word that had not started: held {held!r}, heard {heard!r}"
+        when = "before its audio" if played is None else f"after {played:.2f} s"
+        print(f"\nLiveKit barge-in {when}: heard {len(heard)} characters, chat context holds {len(held)}")
+        assert len(heard) - len(held) <= 40
+
+
+def tokens_of(text: str) -> list[str]:
+    return [word if i == 0 else " " + word for i, word in enumerate(text.split(" "))]

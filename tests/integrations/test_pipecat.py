@@ -19,6 +19,7 @@ pytest.importorskip("pipecat", reason="pipecat is not installed here (scripts/te
 
 from loguru import logger
 from pipecat.frames.frames import (
+    EndFrame,
     ErrorFrame,
     Frame,
     InterruptionFrame,
@@ -26,6 +27,8 @@ from pipecat.frames.frames import (
     LLMFullResponseStartFrame,
     LLMTextFrame,
     MetricsFrame,
+    OutputAudioRawFrame,
+    StartFrame,
     TextFrame,
     TTSAudioRawFrame,
     TTSSpeakFrame,
@@ -34,16 +37,23 @@ from pipecat.frames.frames import (
     TTSUpdateSettingsFrame,
 )
 from pipecat.metrics.metrics import TTFBMetricsData, TTSUsageMetricsData
-from pipecat.pipeline.worker import PipelineParams
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
+from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.tts_service import TextAggregationMode
 from pipecat.tests.utils import SleepFrame, run_test
+from pipecat.transports.base_output import BaseOutputTransport
+from pipecat.transports.base_transport import TransportParams
 from pipecat.utils.errors import ErrorCategory
+from pipecat.workers.runner import WorkerRunner
 
 from amazon_polly_streaming import PollyStreamingClient, ThrottlingException
 from amazon_polly_streaming.emulator import Emulator, RequestRecord
 from amazon_polly_streaming.exceptions import ConnectError
 from amazon_polly_streaming.integrations.pipecat import PollyStreamingTTSService, polly_sample_rate
-from support import KEY, SECRET, make_client
+from support import KEY, SECRET, heard_text, make_client, spoken_words
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS = ["Hello", " there,", " this", " is", " a", " streaming", " test", " of", " Polly", "."]
@@ -53,7 +63,7 @@ CANCEL = 8
 
 def make_service(emulator: Emulator, **options: Any) -> PollyStreamingTTSService:
     return PollyStreamingTTSService(
-        voice_id="Joanna",
+        voice_id=options.pop("voice_id", "Joanna"),
         region="us-east-1",
         endpoint_url=emulator.endpoint_url,
         verify=emulator.ca_file,
@@ -441,3 +451,185 @@ def test_readme_example_runs() -> None:
 def test_polly_rate_for_the_pipeline_rate() -> None:
     assert polly_sample_rate(8000) == 8000
     assert [polly_sample_rate(rate) for rate in (16000, 22050, 24000, 44100, 48000)] == [16000] * 5
+
+
+# ---------------------------------------------------------------- the conversation context
+
+FIRST = "Hello! I can help with buses, trains and the ferry timetable today."
+ANSWER = (
+    "Sure. The number four bus leaves from the main square every ten minutes, "
+    "and it stops right outside the museum. The last one leaves at eleven at night. "
+    "Would you like the times of the return trip as well?"
+)
+AFTER = "Sorry, go ahead. What would you like to know?"
+
+
+class RealTimeOutput(BaseOutputTransport):
+    """An audio output that plays in real time, and notes when each reply started playing."""
+
+    def __init__(self, rate: int) -> None:
+        super().__init__(TransportParams(audio_out_enabled=True, audio_out_sample_rate=rate))
+        self.reply_started: float | None = None
+        self.interrupted_after: float | None = None  # seconds of the reply played at the barge-in
+        self._new_reply = False
+
+    async def start(self, frame: StartFrame) -> None:
+        await super().start(frame)
+        await self.set_transport_ready(frame)
+
+    async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
+        if self._new_reply:
+            self._new_reply = False
+            self.reply_started = asyncio.get_running_loop().time()
+        await asyncio.sleep(len(frame.audio) / 2 / frame.sample_rate)
+        return True
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, InterruptionFrame) and self.reply_started is not None:
+            self.interrupted_after = asyncio.get_running_loop().time() - self.reply_started
+        await super().process_frame(frame, direction)
+
+    async def push_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM) -> None:
+        if isinstance(frame, TTSStartedFrame):
+            self._new_reply = True
+            self.reply_started = None
+        await super().push_frame(frame, direction)
+
+
+def tokens_of(text: str) -> list[str]:
+    """An LLM's tokens: words that carry their own leading space."""
+    return [word if i == 0 else " " + word for i, word in enumerate(text.split(" "))]
+
+
+class Conversation:
+    """pipecat's own context aggregators around the service, behind a real-time output."""
+
+    def __init__(self, tts: PollyStreamingTTSService, rate: int = 24000) -> None:
+        self.context = LLMContext()
+        pair = LLMContextAggregatorPair(self.context)
+        self.output = RealTimeOutput(rate)
+        self.worker = PipelineWorker(
+            Pipeline([pair.user(), tts, self.output, pair.assistant()]),
+            cancel_on_idle_timeout=False,
+            params=PipelineParams(audio_out_sample_rate=rate),
+        )
+        self.started = asyncio.Event()
+
+        @self.worker.event_handler("on_pipeline_started")  # type: ignore[untyped-decorator]  # unannotated in pipecat
+        async def _started(_worker: Any, _frame: Any) -> None:
+            self.started.set()
+
+    def assistant_turns(self) -> list[str]:
+        messages: list[Any] = list(self.context.get_messages())
+        return [str(m["content"]) for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
+
+    async def reply(self, text: str) -> None:
+        await self.worker.queue_frames(llm_turn(*tokens_of(text)))
+
+    async def wait_for(self, condition: Any, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while not condition():  # noqa: ASYNC110 - a condition on frames in flight, polled
+                await asyncio.sleep(0.01)
+
+
+async def converse(
+    emulator: Emulator, barge_in: float | None, *, mode: TextAggregationMode = TextAggregationMode.TOKEN
+) -> tuple[list[str], float | None]:
+    """A first reply heard in full, then ANSWER, interrupted after ``barge_in``
+    seconds of its audio played (None: before any), then AFTER.
+
+    Returns the assistant's turns in the context, and how much of ANSWER played.
+    """
+    tts = make_service(emulator, text_aggregation_mode=mode)
+    talk = Conversation(tts)
+    runner = WorkerRunner()
+
+    async def script() -> None:
+        await asyncio.wait_for(talk.started.wait(), 10)
+        await talk.reply(FIRST)
+        await talk.wait_for(lambda: len(talk.assistant_turns()) == 1, 30)
+        talk.output.reply_started = None
+        await talk.reply(ANSWER)
+        if barge_in is None:
+            # The reply's stream is open; its audio comes half a second later.
+            await talk.wait_for(lambda: len(emulator.requests) == 2 and emulator.requests[1].texts, 10)
+        else:
+            await talk.wait_for(lambda: talk.output.reply_started is not None, 10)
+            await asyncio.sleep(barge_in)
+        await talk.worker.queue_frame(InterruptionFrame())
+        await talk.wait_for(lambda: len(talk.assistant_turns()) >= 2 or barge_in is None, 10)
+        await asyncio.sleep(0.3)
+        await talk.reply(AFTER)
+        await talk.wait_for(lambda: AFTER in talk.assistant_turns(), 30)
+        await talk.worker.queue_frame(EndFrame())
+
+    await runner.add_workers(talk.worker)
+    await asyncio.gather(runner.run(), script())
+    return talk.assistant_turns(), talk.output.interrupted_after
+
+
+#: Barge-in points, in seconds of ANSWER's audio played: before its first word
+#: (no audio yet), mid-word ("number"), between its first two long sentences
+#: (the pause after "museum."), and in its last word ("well?").
+BARGE_INS = {"before the first word": None, "mid-word": 0.6, "between sentences": 5.95, "in the last word": 10.3}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("point", list(BARGE_INS))
+async def test_an_interrupted_reply_in_the_context_holds_what_had_started_playing(point: str) -> None:
+    # Speech at twice real time, after half a second (Polly's first audio comes
+    # after a few hundred milliseconds, and faster than it plays).
+    async with Emulator(audio="speech", real_time_factor=0.5, first_audio_delay=0.5) as emulator:
+        turns, played = await converse(emulator, BARGE_INS[point])
+        _, answer, after = emulator.requests[:3]
+        assert after is emulator.requests[-1]
+        _, starts = spoken_words(spoken_texts(answer))
+        heard = "" if played is None else heard_text(ANSWER, starts, played)
+        # The reply before and the reply after: exactly what the LLM wrote.
+        assert turns[0] == FIRST
+        assert turns[-1] == AFTER
+        held = turns[1] if len(turns) == 3 else ""
+        assert ANSWER.startswith(held), (held, ANSWER)
+        assert heard.startswith(held), f"a word that had not started: held {held!r}, heard {heard!r}"
+        lag = len(heard) - len(held)
+        print(
+            f"\nbarge-in {point}: played {played if played is None else round(played, 2)} s, heard {len(heard)} "
+            f"characters, context holds {len(held)}: {lag} behind"
+        )
+        assert lag <= 40
+
+
+@pytest.mark.timeout(120)
+async def test_sentence_mode_keeps_the_context_exact_and_an_interrupted_reply_short() -> None:
+    async with Emulator(audio="speech", real_time_factor=0.5, first_audio_delay=0.5) as emulator:
+        turns, played = await converse(emulator, 3.0, mode=TextAggregationMode.SENTENCE)
+        assert played is not None
+        _, starts = spoken_words(spoken_texts(emulator.requests[1]))
+        heard = heard_text(ANSWER, starts, played)
+        first, held, after = turns
+        assert (first, after) == (FIRST, AFTER)  # no doubled spaces between sentences
+        assert heard.startswith(held)
+        assert 0 <= len(heard) - len(held) <= 40
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", [TextAggregationMode.TOKEN, TextAggregationMode.SENTENCE])
+async def test_a_japanese_reply_in_the_context_is_its_text_exactly(mode: TextAggregationMode) -> None:
+    # Written without spaces: each character is a word, joined with none
+    # (includes_inter_frame_spaces), as pipecat's own services mark them.
+    text = "こんにちは。今日は晴れです、ね！ Polly が話します。"
+    tokens = ["こんにちは。", "今日は", "晴れです、", "ね！", " Polly", " が話します。"]
+    async with Emulator(audio="speech", real_time_factor=0.5) as emulator:
+        tts = make_service(emulator, voice_id="Takumi", text_aggregation_mode=mode)
+        talk = Conversation(tts)
+        runner = WorkerRunner()
+
+        async def script() -> None:
+            await asyncio.wait_for(talk.started.wait(), 10)
+            await talk.worker.queue_frames(llm_turn(*tokens))
+            await talk.wait_for(lambda: len(talk.assistant_turns()) == 1, 30)
+            await talk.worker.queue_frame(EndFrame())
+
+        await runner.add_workers(talk.worker)
+        await asyncio.gather(runner.run(), script())
+        assert talk.assistant_turns() == [text]

@@ -17,14 +17,33 @@ import soundfile
 
 from ..voices import find_voice
 
-__all__ = ["SUPPORTED_FORMATS", "StreamEncoder", "synthesize_pcm", "tone_pcm"]
+__all__ = ["SUPPORTED_FORMATS", "StreamEncoder", "synthesize_pcm", "tone_pcm", "word_starts"]
 
 SUPPORTED_FORMATS = frozenset({"pcm", "mp3", "ogg_vorbis", "ogg_opus", "mulaw", "alaw"})
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _CHARS_UTF8 = 1
 _SSML = 0x10
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+_EVENT_LIST_TERMINATED = 0
+_EVENT_WORD = 1
+
+
+class _EspeakEvent(ctypes.Structure):
+    """``espeak_EVENT`` of eSpeak NG's speak_lib.h."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),  # 1-based character position in the input
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),  # milliseconds into the synthesized speech
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),  # a union of int, const char * and char[8]
+    ]
+
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_EspeakEvent))
 
 
 class _Espeak:
@@ -35,13 +54,21 @@ class _Espeak:
         self._lib: Any = None
         self.rate = 22050
         self._chunks: list[bytes] = []
+        #: Word events of the last synthesis: (0-based character, milliseconds).
+        self.words: list[tuple[int, int]] = []
         self._voice: bytes | None = None
         # Kept on the instance: ctypes must not collect a callback C still holds.
         self._callback = _CALLBACK(self._collect)
 
-    def _collect(self, samples: Any, count: int, _events: Any) -> int:
+    def _collect(self, samples: Any, count: int, events: Any) -> int:
         if samples and count > 0:
             self._chunks.append(ctypes.string_at(samples, count * 2))
+        if events:
+            index = 0
+            while (event := events[index]).type != _EVENT_LIST_TERMINATED:
+                if event.type == _EVENT_WORD:
+                    self.words.append((event.text_position - 1, event.audio_position))
+                index += 1
         return 0
 
     def _load(self) -> Any:
@@ -69,6 +96,7 @@ class _Espeak:
             self._voice = voice
         data = text.encode("utf-8") + b"\0"
         self._chunks = []
+        self.words = []
         lib.espeak_Synth(data, len(data), 0, 0, 0, _CHARS_UTF8 | (_SSML if ssml else 0), None, None)
         lib.espeak_Synchronize()
         pcm = b"".join(self._chunks)
@@ -122,6 +150,21 @@ def synthesize_pcm(
         pcm = _ESPEAK.speak(text, voice, ssml)
         native = _ESPEAK.rate
     return resample(np.frombuffer(pcm, dtype="<i2"), native, sample_rate)
+
+
+def word_starts(text: str, *, voice_id: str, language_code: str | None) -> list[tuple[int, float]]:
+    """Where each word of ``text`` starts in :func:`synthesize_pcm`'s speech of it.
+
+    (character index in ``text``, seconds), from eSpeak's own word events: the
+    ground truth that tests of word timing compare estimates with.
+    """
+    if not text.strip():
+        return []
+    voice = _espeak_voice(voice_id, language_code)
+    with _ESPEAK.lock:
+        _ESPEAK.speak(text, voice, False)
+        words = list(_ESPEAK.words)
+    return [(position, milliseconds / 1000) for position, milliseconds in words]
 
 
 _TONES: dict[int, bytes] = {}

@@ -12,6 +12,13 @@ Polly stream at once and the warm connection serves the next turn. Failures beco
 LiveKit's ``APIStatusError``/``APIConnectionError``/``APITimeoutError``, retryable
 exactly when a retry can neither fail the same way nor repeat audio, so LiveKit's own
 retry sends the turn's text again.
+
+Polly sends no word timings in this API; the TTS offers LiveKit an aligned
+transcript all the same (``TTSCapabilities.aligned_transcript``): each word as a
+``TimedString`` whose times are estimated from the audio (:mod:`._word_timing`).
+With ``AgentSession(use_tts_aligned_transcript=True)`` LiveKit then syncs its
+transcript, and the chat context of an interrupted turn, to those times instead
+of its generic speaking-rate guess.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ try:
         tts,
         utils,
     )
+    from livekit.agents.voice import io
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
         "amazon_polly_streaming.integrations.livekit needs LiveKit Agents: "
@@ -43,6 +51,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 from ..client import PollyStreamingClient
 from ..exceptions import HTTPStatusError, PollyStreamingError, ServiceException
+from ._word_timing import SpeakingRate, TimedWord
 
 __all__ = ["TTS", "ChunkedStream", "SynthesizeStream"]
 
@@ -105,7 +114,8 @@ class TTS(tts.TTS[Never]):  # no events beyond LiveKit's own
         if not isinstance(voice_id, str) or not voice_id:
             raise ValueError("voice_id must be a non-empty str")
         super().__init__(
-            capabilities=tts.TTSCapabilities(streaming=True),
+            # Word times estimated from the audio, offered as LiveKit's TimedStrings.
+            capabilities=tts.TTSCapabilities(streaming=True, aligned_transcript=True),
             sample_rate=sample_rate,
             num_channels=1,
         )
@@ -132,6 +142,8 @@ class TTS(tts.TTS[Never]):  # no events beyond LiveKit's own
         self._stream_options = options
         self._streams: weakref.WeakSet[SynthesizeStream] = weakref.WeakSet()
         self._prewarm_task: asyncio.Task[None] | None = None
+        # The voice's seconds of audio per character, from its finished streams.
+        self._speaking_rate = SpeakingRate()
 
     @property
     def client(self) -> PollyStreamingClient:
@@ -199,6 +211,7 @@ class TTS(tts.TTS[Never]):  # no events beyond LiveKit's own
                 owner._acquire_time = metrics.connection_wait or 0.0
                 owner._connection_reused = bool(metrics.connection_reused)
                 await _duplex(send(session), sink.play(session))
+                self._speaking_rate.observe(sink.timer)
                 logger.debug(
                     "Polly request %s: %s billed characters, connection %s after %.1f ms",
                     session.request_id,
@@ -222,7 +235,9 @@ class SynthesizeStream(tts.SynthesizeStream):
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         polly = self._polly
-        sink = _AudioSink(output_emitter, polly._polly_rate, polly.sample_rate, streaming=True)
+        sink = _AudioSink(
+            output_emitter, polly._polly_rate, polly.sample_rate, streaming=True, rate=polly._speaking_rate
+        )
         # Read the channel of this attempt: a retry replays the text into a new one.
         input_ch = self._input_ch
         first = await _first_text(input_ch)
@@ -233,11 +248,13 @@ class SynthesizeStream(tts.SynthesizeStream):
 
         async def send(session: _Session) -> None:
             await session.send(first)
+            sink.timer.add_text(first)
             async for item in input_ch:
                 if not isinstance(item, str):
                     # LiveKit's flush ends the turn's only segment (it drops text after one).
                     break
                 await session.send(item)
+                sink.timer.add_text(item)
             await session.close_input()
 
         await polly._speak(self, sink, send, timeout=self._conn_options.timeout)
@@ -252,7 +269,9 @@ class ChunkedStream(tts.ChunkedStream):
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         polly = self._polly
-        sink = _AudioSink(output_emitter, polly._polly_rate, polly.sample_rate, streaming=False)
+        sink = _AudioSink(
+            output_emitter, polly._polly_rate, polly.sample_rate, streaming=False, rate=polly._speaking_rate
+        )
         text = self._input_text
         if not text.strip():
             sink.start(None, segment=False)
@@ -260,6 +279,7 @@ class ChunkedStream(tts.ChunkedStream):
 
         async def send(session: _Session) -> None:
             await session.send(text)
+            sink.timer.add_text(text)
             await session.close_input()
 
         await polly._speak(self, sink, send, timeout=self._conn_options.timeout)
@@ -297,8 +317,14 @@ class _AudioSink:
     (known once audio flows) so that it reaches LiveKit's frames, metrics and spans.
     """
 
-    def __init__(self, emitter: tts.AudioEmitter, polly_rate: int, sample_rate: int, *, streaming: bool) -> None:
+    def __init__(
+        self, emitter: tts.AudioEmitter, polly_rate: int, sample_rate: int, *, streaming: bool, rate: SpeakingRate
+    ) -> None:
         self._emitter = emitter
+        self._polly_rate = polly_rate
+        #: Word times estimated from the text sent and the audio received.
+        self.timer = rate.timer()
+        self._first_audio_at: float | None = None
         self._sample_rate = sample_rate
         self._streaming = streaming
         self._pcm = _PcmResampler(polly_rate, sample_rate)
@@ -329,12 +355,30 @@ class _AudioSink:
             pcm = self._pcm.push(chunk)
             if pcm:
                 self._emitter.push(pcm)
+            # PCM at a known rate: its seconds are exact (an odd byte is half a
+            # sample). The time since the first audio bounds what has played,
+            # so words far ahead of it wait for more of the stream.
+            now = asyncio.get_running_loop().time()
+            if self._first_audio_at is None:
+                self._first_audio_at = now
+            self._words(self.timer.add_audio(len(chunk) / 2 / self._polly_rate, played=now - self._first_audio_at))
         self.start(session.request_id)
         pcm = self._pcm.flush()
         if pcm:
             self._emitter.push(pcm)
+        self._words(self.timer.finish())
         if self._segment:
             self._emitter.end_segment()
+
+    def _words(self, words: list[TimedWord]) -> None:
+        """Words with their times, as LiveKit's aligned transcript (its spaces included)."""
+        if words:
+            self._emitter.push_timed_transcript(
+                # LiveKit counts a word as played as its time runs from start to
+                # end; the context should hold a word once it started, so its
+                # span is its start.
+                [io.TimedString(w.space + w.word, start_time=w.start, end_time=w.start) for w in words]
+            )
 
 
 class _PcmResampler:

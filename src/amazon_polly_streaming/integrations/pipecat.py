@@ -9,12 +9,18 @@ stream: the reply's tokens go up as TextEvents the moment they arrive, the end
 of the reply closes the input, and the audio comes back as PCM resampled to the
 pipeline's output rate while the LLM is still talking. An interruption resets
 the stream (RST_STREAM) and hands its warm connection to the next reply.
+
+Polly sends no word timings in this API, so each word's time is estimated from
+the audio (:mod:`._word_timing`) and handed to pipecat's word-timestamp path, as
+services with word timestamps do: words reach the conversation context as they
+are played, and an interrupted reply keeps about what the caller heard.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
@@ -46,17 +52,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 from ..client import PollyStreamingClient
-from ..exceptions import (
-    AuthenticationError,
-    CredentialsError,
-    HTTPStatusError,
-    PollyStreamingError,
-    ServiceFailureException,
-    ServiceQuotaExceededException,
-    ThrottlingException,
-    TransportError,
-    ValidationException,
-)
+from ..exceptions import PollyStreamingError
+from ._pipecat_errors import error_category
+from ._word_timing import SpeakingRate, TimedWord, WordTimer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -72,13 +70,6 @@ _CLIENT_OPTIONS = frozenset(inspect.signature(PollyStreamingClient).parameters)
 #: service model, botocore ``polly/2016-06-10/service-2.json``).
 _TELEPHONY_RATE = 8000
 _WIDEBAND_RATE = 16000
-
-#: Error types that a non-2xx response names for rejected credentials or
-#: permissions (Polly's common errors put some of them on HTTP 400).
-_AUTHENTICATION_ERRORS = frozenset(
-    {"UnrecognizedClientException", "InvalidSignatureException", "IncompleteSignature", "RequestExpired"}
-)
-_AUTHORIZATION_ERRORS = frozenset({"AccessDeniedException"})
 
 
 def polly_sample_rate(output_rate: int) -> int:
@@ -105,7 +96,7 @@ class PollyStreamingTTSSettings(TTSSettings):
 class _PollyTurn:
     """One audio context's Polly stream, and the task that reads its audio."""
 
-    def __init__(self, context_id: str, *, interruptible: bool, one_shot: bool) -> None:
+    def __init__(self, context_id: str, *, interruptible: bool, one_shot: bool, timer: WordTimer) -> None:
         self.context_id = context_id
         self.interruptible = interruptible
         #: A context outside any turn (a lone TextFrame) gets no flush: its
@@ -116,6 +107,13 @@ class _PollyTurn:
         self.task: asyncio.Task[None] | None = None
         self.aborted = False
         self.failed = False
+        #: Estimated word times from the text sent and the audio received.
+        self.timer = timer
+        #: Seconds of the stream's audio before its current audio context:
+        #: pipecat times words from the first audio of their context.
+        self.audio_base = 0.0
+        #: When the stream's first audio went to pipecat (loop time).
+        self.first_audio_at: float | None = None
 
     @property
     def over(self) -> bool:
@@ -188,6 +186,9 @@ class PollyStreamingTTSService(TTSService):
             # TTSStoppedFrame; a finished stream ends its context at once.
             push_start_frame=True,
             push_stop_frames=True,
+            # Words reach the context through add_word_timestamps as they are
+            # played (estimated from the audio), not a whole sentence at once.
+            push_text_frames=False,
             # Polly joins a stream's TextEvents as they are: in sentence mode,
             # pipecat's stripped sentences need a space between them.
             append_trailing_space=kwargs.pop("append_trailing_space", True),
@@ -201,6 +202,9 @@ class PollyStreamingTTSService(TTSService):
         # Contexts whose stream failed (and was reported): the rest of their
         # text is dropped, and their silence is not a second error.
         self._failed_contexts: deque[str] = deque(maxlen=16)
+        # Each voice's seconds of audio per character, from its finished
+        # streams: the prior of the next stream's word timer.
+        self._speaking_rates: dict[tuple[str, str, str | None], SpeakingRate] = {}
 
     @property
     def client(self) -> PollyStreamingClient:
@@ -270,6 +274,7 @@ class PollyStreamingTTSService(TTSService):
             return
         try:
             await session.send(text)
+            turn.timer.add_text(text)
             if turn.one_shot:
                 await session.close_input()
         except PollyStreamingError as exc:
@@ -329,6 +334,7 @@ class PollyStreamingTTSService(TTSService):
             context_id,
             interruptible=context.interruptible if context is not None else True,
             one_shot=context_id != self._turn_context_id,
+            timer=self._speaking_rate().timer(),
         )
         self._turns[context_id] = turn
         turn.task = self.create_task(self._run_turn(turn), f"polly-{context_id}")
@@ -375,10 +381,22 @@ class PollyStreamingTTSService(TTSService):
             carry = data[whole:]
             if whole:
                 await self._deliver(turn, await resampler.resample(data[:whole], polly_rate, self.sample_rate))
+                # PCM at a known rate: the seconds of audio are exact. The
+                # time since the first audio bounds what has played, so words
+                # far ahead of it wait for more of the stream.
+                now = asyncio.get_running_loop().time()
+                if turn.first_audio_at is None:
+                    turn.first_audio_at = now
+                played = now - turn.first_audio_at
+                await self._add_words(turn, turn.timer.add_audio(whole / 2 / polly_rate, played=played))
         if carry:
             logger.warning(f"{self}: Polly's PCM ended on half a sample (request id {session.request_id})")
             await self._deliver(turn, await resampler.resample(carry + b"\x00", polly_rate, self.sample_rate))
         await self._deliver(turn, await resampler.flush())
+        if not turn.over:
+            timer = turn.timer
+            await self._add_words(turn, timer.finish())
+            self._speaking_rate().observe(timer)
         metrics = session.metrics
         logger.debug(
             f"{self}: Polly stream for context {turn.context_id} done: request id {session.request_id},"
@@ -399,8 +417,34 @@ class PollyStreamingTTSService(TTSService):
             # still speaking this turn, so open it again rather than drop audio.
             await self.create_audio_context(context_id)
             await self.append_to_audio_context(context_id, TTSStartedFrame(context_id=context_id))
+            turn.audio_base = turn.timer.audio_seconds
         frame = TTSAudioRawFrame(audio, self.sample_rate, 1, context_id=context_id)
         await self.append_to_audio_context(context_id, frame)
+
+    async def _add_words(self, turn: _PollyTurn, words: list[TimedWord]) -> None:
+        """Hand estimated word times to pipecat, which pushes each word as its audio plays."""
+        if not words or turn.over:
+            return
+        base = turn.audio_base
+        # Clean words, as word-timestamp services give them: the context
+        # aggregator joins them with one space (includes_inter_frame_spaces
+        # left as it is), so an uninterrupted reply reads as the LLM wrote it.
+        # Characters of Chinese or Japanese join with none, as pipecat's
+        # Cartesia and ElevenLabs services mark theirs.
+        for attached, group in itertools.groupby(words, key=lambda w: w.attached):
+            await self.add_word_timestamps(
+                [(w.word, max(0.0, w.start - base)) for w in group],
+                turn.context_id,
+                includes_inter_frame_spaces=True if attached else None,
+            )
+
+    def _speaking_rate(self) -> SpeakingRate:
+        settings = self._settings
+        key = (str(settings.voice), str(settings.engine), str(settings.language) if settings.language else None)
+        rate = self._speaking_rates.get(key)
+        if rate is None:
+            rate = self._speaking_rates[key] = SpeakingRate()
+        return rate
 
     async def _end_context(self, context_id: str) -> None:
         if self.audio_context_available(context_id):
@@ -460,31 +504,7 @@ class PollyStreamingTTSService(TTSService):
     # ------------------------------------------------------------------ errors
 
     def _classify_error(self, exception: Exception) -> ErrorCategory | None:
-        # Polly answers throttling with HTTP 400, which pipecat's status-code
-        # rule would call a permanent INVALID_REQUEST: classify by our types.
-        if isinstance(exception, ThrottlingException):
-            return ErrorCategory.RATE_LIMIT
-        if isinstance(exception, ServiceQuotaExceededException):
-            return ErrorCategory.QUOTA
-        if isinstance(exception, ServiceFailureException):
-            return ErrorCategory.SERVER
-        if isinstance(exception, ValidationException):
-            # Refused parameters (voice, engine, lexicons) fail every turn; a
-            # refused event inside one stream says nothing about the next.
-            return ErrorCategory.INVALID_REQUEST if exception.status_code is not None else ErrorCategory.UNKNOWN
-        if isinstance(exception, AuthenticationError | CredentialsError):
-            return ErrorCategory.AUTHENTICATION
-        if isinstance(exception, HTTPStatusError):
-            if exception.error_type in _AUTHENTICATION_ERRORS:
-                return ErrorCategory.AUTHENTICATION
-            if exception.error_type in _AUTHORIZATION_ERRORS:
-                return ErrorCategory.AUTHORIZATION
-            return None  # by its status code
-        if isinstance(exception, TransportError):
-            return ErrorCategory.CONNECTIVITY
-        if isinstance(exception, ValueError | TypeError):
-            return ErrorCategory.INVALID_REQUEST  # the service's settings
-        return None
+        return error_category(exception)
 
 
 def _ms(seconds: float | None) -> str:
