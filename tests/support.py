@@ -134,25 +134,6 @@ async def hostile(
     assert open_fds() <= fds, "sockets or files outlived close()"
 
 
-class Peak:
-    """How many tasks, in any thread, held a limiter's permit at once."""
-
-    def __init__(self) -> None:
-        self.now = self.peak = 0
-        self._lock = threading.Lock()
-
-    async def hold(self, limiter: Any, rounds: int, pause: float) -> None:
-        for _ in range(rounds):
-            permit = await limiter.acquire()
-            with self._lock:
-                self.now += 1
-                self.peak = max(self.peak, self.now)
-            await asyncio.sleep(pause)
-            with self._lock:
-                self.now -= 1
-            permit.release()
-
-
 def spoken_words(texts: list[str], voice_id: str = "Joanna") -> tuple[float, list[tuple[int, float]]]:
     """What the emulator's speech of a stream's TextEvents says when: its duration,
     and eSpeak's start of each word as (character of the joined text, second).
@@ -186,3 +167,22 @@ def heard_text(text: str, starts: list[tuple[int, float]], played: float) -> str
                 end += 1
             heard = end
     return text[:heard]
+
+
+class Peak:
+    """How many tasks, in any thread, held a limiter's permit at once."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+        self._lock = threading.Lock()
+
+    async def hold(self, limiter: Any, rounds: int, pause: float) -> None:
+        for _ in range(rounds):
+            permit = await limiter.acquire()
+            with self._lock:
+                self.now += 1
+                self.peak = max(self.peak, self.now)
+            await asyncio.sleep(pause)
+            with self._lock:
+                self.now -= 1
+            permit.release()
