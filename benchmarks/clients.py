@@ -34,12 +34,16 @@ class Counts:
     scan_calls: int  # calls measured per scan process, split among its conversations
     scan_min_calls: int  # ... but at least this many per conversation
     scan_rounds: int  # scan processes per client and level, interleaved
+    count_levels: tuple[int, ...]  # conversations at once for the instruction counts (on both loops)
+    count_calls: int  # calls counted per process, split among its conversations (at least 1 each)
 
 
 COUNTS = {
-    "full": Counts(15, 10, 20, 500, 1000, 5, 64, 1024 * 1024, 3, 64, 3.0, (1, 16, 64, 256), (1, 64), 2048, 8, 5),
-    "quick": Counts(5, 3, 10, 100, 200, 3, 16, 1024 * 1024, 1, 16, 1.0, (1, 16, 64, 256), (1, 64), 512, 4, 1),
-    "smoke": Counts(2, 1, 3, 20, 30, 1, 4, 64 * 1024, 1, 4, 0.3, (1, 16), (1,), 32, 2, 1),
+    "full": Counts(
+        15, 10, 20, 500, 1000, 5, 64, 1024 * 1024, 3, 64, 3.0, (1, 16, 64, 256), (1, 64), 2048, 8, 5, (1, 64), 128
+    ),
+    "quick": Counts(5, 3, 10, 100, 200, 3, 16, 1024 * 1024, 1, 16, 1.0, (1, 16, 64, 256), (1, 64), 512, 4, 1, (1,), 32),
+    "smoke": Counts(2, 1, 3, 20, 30, 1, 4, 64 * 1024, 1, 4, 0.3, (1, 16), (1,), 32, 2, 1, (), 0),
 }
 
 

@@ -190,12 +190,21 @@ class Runner:
         print(f"[{time.monotonic() - self.began:6.1f} s] {message}", file=sys.stderr, flush=True)
 
     def drive(
-        self, client: Client, mode: str, timeout: float, emulator: Emulator | None = None, **options: Any
+        self,
+        client: Client,
+        mode: str,
+        timeout: float,
+        emulator: Emulator | None = None,
+        *,
+        wrapper: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        **options: Any,
     ) -> dict[str, Any]:
-        """Run ``client``'s driver once in a fresh process (against ``emulator``, by default the run's);
-        its JSON result, or ``{"error": ...}``."""
+        """Run ``client``'s driver once in a fresh process (against ``emulator``, by default the run's), under
+        ``wrapper`` (a command line, such as valgrind's) if given, with ``env`` added; its JSON result, or
+        ``{"error": ...}``."""
         emulator = emulator or self.emulator
-        args = [client.python, str(HERE / client.driver), "--mode", mode, "--timeout", f"{timeout:g}"]
+        args = [*(wrapper or []), client.python, str(HERE / client.driver), "--mode", mode, "--timeout", f"{timeout:g}"]
         args += ["--endpoint", emulator.endpoint_url, "--ca", emulator.ca_file]
         if client.kind == "floor":
             # Signed now: the emulator allows 5 minutes of clock skew, like Polly.
@@ -207,7 +216,12 @@ class Runner:
             args += [f"--{name.replace('_', '-')}", str(value)]
         try:
             out = subprocess.run(
-                args, capture_output=True, text=True, timeout=timeout + 30, env=client_env(client), check=False
+                args,
+                capture_output=True,
+                text=True,
+                timeout=timeout + 30,
+                env={**client_env(client), **(env or {})},
+                check=False,
             )
         except subprocess.TimeoutExpired:
             return {"error": f"{mode}: no result within {timeout + 30:g} s"}

@@ -1,8 +1,9 @@
 """Benchmark this client against the raw h2 floor and the other Python clients for Polly streaming.
 
     python benchmarks/run.py              # everything, peers included (installed on the first run)
-    python benchmarks/run.py --quick      # the same with small counts (about a minute)
+    python benchmarks/run.py --quick      # the same with small counts (a few minutes)
     python benchmarks/run.py --smoke      # seconds: ours and the floor, tiny counts (CI)
+    python benchmarks/run.py --counts-only  # instructions per stream under callgrind only (minutes)
 
 Any Python 3.11+ will do: when the interpreter lacks the emulator's and the
 floor's packages, the script installs them into a cached virtualenv
@@ -35,7 +36,11 @@ N = 1 and 64 on uvloop: client CPU per stream, time to first audio p50/p99
 and streams per second, with each emulator process's CPU time over the same
 window (it shows whether the emulator kept up) and what else kept the
 machine busy meanwhile; then ours at N = 64 against 1 and 2 emulator
-processes; (8) the sans-IO codec alone. Ours and the floor run (3), (4) and
+processes; (8) the sans-IO codec alone; (9) instructions per stream under
+Valgrind's callgrind, ours and the floor at N = 1 and 64 on both loops, the
+scan's measured window only (``counting.py`` says how): CPU time moves by
+10-15 % between processes of the same code, the counts by well under 1 %,
+so the CPU-per-stream targets are judged on them. Ours and the floor run (3), (4) and
 each row of (7) in 5 interleaved processes and report the median, as this
 kind of machine drifts; the peers, at tens of times the floor, run once.
 Prints a table (medians, p99, ratios to the floor and to ours), the scan's
@@ -60,6 +65,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
@@ -68,9 +74,10 @@ for _path in (str(SRC), str(HERE)):
         sys.path.insert(0, _path)
 
 from clients import COUNTS, FLOOR, OURS, ROOT, Client  # noqa: E402
+from counting import count, valgrind  # noqa: E402
 from harness import Emulator, Runner  # noqa: E402
 from peers import PEERS, ensure_requirements, ensure_venv, find_python, installed_version, python_version  # noqa: E402
-from report import machine, render, targets  # noqa: E402
+from report import machine, render, render_counts, targets  # noqa: E402
 
 OUR_MIN_PYTHON = (3, 11)
 #: What ours, the floor and the emulator import, beyond the standard library.
@@ -133,6 +140,14 @@ def main() -> int:
         "client's, at most 4)",
     )
     options.add_argument("--emulator-loop", choices=("asyncio", "uvloop"), default="asyncio")
+    options.add_argument(
+        "--counts-only",
+        action="store_true",
+        help="only the instruction counts under callgrind (ours and the floor), e.g. to check a change",
+    )
+    options.add_argument(
+        "--count-repeat", type=int, default=1, help="count each figure this many times, to see that it holds still"
+    )
     args = options.parse_args()
     bootstrap()
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
@@ -149,6 +164,12 @@ def main() -> int:
     notes: list[str] = []
     if args.smoke:
         notes.append("smoke run: counts too small for the figures to mean anything; it shows that the harness works")
+    if args.smoke:
+        notes.append("smoke run: instruction counts skipped (callgrind takes minutes); run.py --counts-only runs them")
+    elif valgrind() is None:
+        notes.append("valgrind is not installed: the instruction counts are skipped")
+    if args.counts_only:
+        return counts_only(args, clients, counts)
     if not (args.smoke or args.skip_peers):
         python = find_python()
         if python is None:
@@ -178,6 +199,8 @@ def main() -> int:
             runner.log(f"emulator at {emulator.endpoint_url}; clients: {', '.join(c.name for c in clients)}")
             results = runner.run(clients)
             scan = runner.scan(clients[:2])
+            counted = not args.smoke and valgrind() is not None
+            instructions = count(runner, clients[:2], args.count_repeat) if counted else []
             top = max(n for n in counts.scan_levels if n <= 64)
             check = None if args.smoke else runner.emulator_check(clients[0], top)
             codec = runner.codec(clients[0])
@@ -196,11 +219,12 @@ def main() -> int:
         "counts": asdict(counts),
         "clients": results,
         "scan": scan,
+        "instructions": instructions,
         "emulator": {"processes": processes, "loop": args.emulator_loop},
         "emulator_check": check,
         "codec": codec,
         "fleet": fleet,
-        "targets": targets(results, codec, scan),
+        "targets": targets(results, codec, scan, instructions),
         "notes": notes,
         "seconds": round(time.monotonic() - began, 1),
     }
@@ -215,12 +239,36 @@ def main() -> int:
         for row in scan
         if row[OURS].get("error") or row[FLOOR].get("error")
     ]
+    broken += [
+        f"instructions {row['loop']} N={row['conversations']}"
+        for row in instructions
+        if row[OURS].get("error") or row[FLOOR].get("error")
+    ]
     if fleet is not None:
         broken += [f"fleet {arm}" for arm, row in fleet["arms"].items() if row.get("errors")]
     if broken:
         print(f"failed: {', '.join(broken)}", file=sys.stderr)
         return 1
     return 0
+
+
+def counts_only(args: argparse.Namespace, clients: list[Client], counts: Any) -> int:
+    """Only the instruction counts, printed as their table."""
+    if valgrind() is None:
+        print("valgrind is not installed", file=sys.stderr)
+        return 2
+    load_before = _load_average()
+    emulator = Emulator(args.emulator_processes or 1, args.emulator_loop)
+    try:
+        with Runner(emulator, counts if counts.count_levels else COUNTS["quick"]) as runner:
+            rows = count(runner, clients, args.count_repeat)
+    finally:
+        emulator.close()
+    report = {"instructions": rows, "scan": [], "counts": asdict(runner.counts)}
+    print("\n".join(render_counts(report)))
+    print(f"\nload average {_load_average()} after, {load_before} before (instruction counts do not depend on it)")
+    broken = [row for row in rows if row[OURS].get("error") or row[FLOOR].get("error")]
+    return 1 if broken else 0
 
 
 def _load_average() -> float | None:

@@ -205,3 +205,23 @@ def test_event_chain_verifies_independently(payloads: list[bytes], start_ms: int
         expected = chunk_signature(key_for(amz[:8]), scope, previous, date_header(when), amz, payload)
         assert envelope.headers[":chunk-signature"] == expected
         previous = expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(st.characters(exclude_categories=["Cs"])),
+    st.sampled_from([None, "text", "ssml"]),
+    st.booleans(),
+)
+def test_text_event_body_is_what_json_dumps_makes(text: str, text_type: str | None, flush: bool) -> None:
+    import json
+
+    from amazon_polly_streaming._wire.request import text_event
+
+    body: dict[str, object] = {"Text": text}
+    if text_type is not None:
+        body["TextType"] = text_type
+    if flush:
+        body["FlushStreamConfiguration"] = {"Force": True}
+    (message,) = EventStreamDecoder().feed(text_event(text, text_type=text_type, flush=flush))
+    assert message.payload == json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()

@@ -277,29 +277,46 @@ class SpeechStream(StreamOwner):
         """
         lock = self._send_lock
         if lock is None:
+            if not drain:
+                # No sender ever took the lock, and this one never awaits (a
+                # whole text's one send): none can come between, none waits.
+                self._send_now(events, close, drain)
+                return
             lock = self._send_lock = asyncio.Lock()
         async with lock:
-            self._check_writable()
-            try:
-                self._queue(events, end=close)
-                if close:
-                    self._input_closed = True
-                    self._cancel_keepalive()
-                    assert self._stream is not None
-                    self._stream.nudge()  # from now on the server owes us the rest
-                await self._push(drain)
-            except PollyStreamingError as exc:
-                exc.audio_delivered = self._audio_delivered
-                raise
+            self._send_now(events, close, drain)
+            if drain:
+                await self._drain()
 
-    async def _push(self, drain: bool = True) -> None:
+    def _send_now(self, events: Iterable[bytes], close: bool, drain: bool) -> None:
+        self._check_writable()
+        try:
+            self._queue(events, end=close)
+            if close:
+                self._input_closed = True
+                self._cancel_keepalive()
+                assert self._stream is not None
+                self._stream.nudge()  # from now on the server owes us the rest
+            assert self._conn is not None
+            self._conn.flush()
+        except PollyStreamingError as exc:
+            exc.audio_delivered = self._audio_delivered
+            raise
+        if not drain:
+            self._arm_keepalive()
+
+    async def _drain(self) -> None:
+        """Wait while the server's window holds back what was queued."""
         conn, stream = self._conn, self._stream
         assert conn is not None
         assert stream is not None
-        conn.flush()
-        if drain and stream.output_queued:
-            await stream.drain(self._read_timeout)
-            conn.flush()
+        try:
+            if stream.output_queued:
+                await stream.drain(self._read_timeout)
+                conn.flush()
+        except PollyStreamingError as exc:
+            exc.audio_delivered = self._audio_delivered
+            raise
         self._arm_keepalive()
 
     def _check_writable(self) -> None:
@@ -374,16 +391,17 @@ class SpeechStream(StreamOwner):
                     raise parser.error()
             while True:
                 if parser.closed:
-                    data = await self._read_after_close(stream)
+                    chunks = await self._read_after_close(stream)
                 else:
-                    data = await stream.read(self._read_timeout, strict=self._owed_data)
-                if data is None:
+                    chunks = await stream.read(self._read_timeout, strict=self._owed_data)
+                if chunks is None:
                     end_error = parser.end_error()
                     if end_error is not None:
                         raise end_error
                     self._finish()
                     return None
-                items = parser.receive_data(data)
+                # Everything that arrived since the last read, in one pass.
+                items = parser.receive_data(chunks[0] if len(chunks) == 1 else b"".join(chunks))
                 if items:
                     last = items[-1]
                     if type(last) is not bytes and isinstance(last, BaseException):
@@ -422,7 +440,7 @@ class SpeechStream(StreamOwner):
                 self._conn.retire()
         self._release(f"the stream already failed ({type(exc).__name__})")
 
-    async def _read_after_close(self, stream: Stream) -> bytes | None:
+    async def _read_after_close(self, stream: Stream) -> list[bytes] | None:
         # StreamClosedEvent was the last event; the end of the stream should
         # follow at once. A server that leaves it open does not hold the
         # caller for read_timeout: the stream is complete (and gets reset).
@@ -444,12 +462,13 @@ class SpeechStream(StreamOwner):
         grace = min(self._read_timeout, _ERROR_BODY_GRACE)
         while not parser.error_body_complete:
             try:
-                data = await stream.read(grace, strict=_always)
+                chunks = await stream.read(grace, strict=_always)
             except ReadTimeoutError:
                 return
-            if data is None:
+            if chunks is None:
                 return
-            parser.receive_data(data)
+            for data in chunks:
+                parser.receive_data(data)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self.audio()

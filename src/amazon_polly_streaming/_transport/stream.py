@@ -58,6 +58,7 @@ class Stream:
         "_error",
         "_inbox",
         "_outbox",
+        "_taken",
         "_waiter",
         "headers",
         "id",
@@ -72,6 +73,7 @@ class Stream:
         self.remote_ended = False
         self.local_closed = False
         self._inbox: deque[tuple[bytes, int]] = deque()
+        self._taken = 0  # flow-controlled bytes the last read handed out, acknowledged at the next
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._outbox: deque[bytes] = deque()
@@ -98,8 +100,14 @@ class Stream:
             await self._wait(timeout, strict=True)
         return self.headers
 
-    async def read(self, timeout: float, *, strict: Callable[[], bool]) -> bytes | None:
-        """The next DATA payload, or None once the server ended the stream.
+    async def read(self, timeout: float, *, strict: Callable[[], bool]) -> list[bytes] | None:
+        """Every DATA payload received and not yet read (at least one), or None once the server ended the stream.
+
+        All of them at once: a read's cost is per call more than per byte,
+        and the server often sends a whole response between two reads. They
+        go back to the flow-control window at the next read (or release),
+        once the reader is done with them, so that what the server may send
+        beyond what the caller took stays within one window.
 
         While ``strict()`` the server owes us data and ``timeout`` of silence
         is a ``ReadTimeoutError``; otherwise silence is legitimate (the server
@@ -107,6 +115,11 @@ class Stream:
         The writer calls :meth:`nudge` when that changes, so a wait started
         in one mode does not outlive it.
         """
+        taken = self._taken
+        if taken:
+            # One acknowledgement for the last read's lot: h2 only counts the bytes.
+            self._taken = 0
+            self._conn.acknowledge(self.id, taken)
         inbox = self._inbox
         while not inbox:
             if self._error is not None:
@@ -114,10 +127,13 @@ class Stream:
             if self.remote_ended:
                 return None
             await self._wait(timeout, strict=strict())
-        data, flow = inbox.popleft()
-        if flow:
-            self._conn.acknowledge(self.id, flow)
-        return data
+        if len(inbox) == 1:
+            data, self._taken = inbox.popleft()
+            return [data]
+        self._taken = sum(size for _, size in inbox)
+        chunks = [data for data, _ in inbox]
+        inbox.clear()
+        return chunks
 
     async def _wait(self, timeout: float, *, strict: bool) -> None:
         conn = self._conn
@@ -295,8 +311,11 @@ class Stream:
     def release(self) -> None:
         """Forget the stream; hand unread data back to the connection window."""
         conn = self._conn
-        unread = sum(flow for _, flow in self._inbox)
-        self._inbox.clear()
+        unread = self._taken
+        self._taken = 0
+        if self._inbox:
+            unread += sum(flow for _, flow in self._inbox)
+            self._inbox.clear()
         if unread and conn.is_open:
             conn.acknowledge(self.id, unread)
         conn.forget(self.id)

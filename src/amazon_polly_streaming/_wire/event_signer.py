@@ -16,13 +16,59 @@ from collections.abc import Callable
 
 from .eventstream import encode_message
 
-__all__ = ["EventSigner", "amz_date", "chunk_signature", "date_header"]
+__all__ = ["EventSigner", "HmacKey", "amz_date", "chunk_signature", "date_header"]
 
 _DATE_PREFIX = b"\x05:date\x08"
 _SIGNATURE_PREFIX = b"\x10:chunk-signature\x06\x00\x20"
 _MS = struct.Struct(">q")
 _sha256 = hashlib.sha256
 _hmac_digest = hmac.digest
+_BLOCK = 64  # SHA-256's block size
+_IPAD = bytes.maketrans(bytes(range(256)), bytes(x ^ 0x36 for x in range(256)))
+_OPAD = bytes.maketrans(bytes(range(256)), bytes(x ^ 0x5C for x in range(256)))
+
+
+class HmacKey:
+    """HMAC-SHA256 under one key, with the key's two padded blocks hashed once.
+
+    RFC 2104 (section 4) notes that the inner and outer hashes of the padded
+    key can be computed once per key: each message then costs two copies of
+    a hash state and two short updates, where ``hmac.digest`` sets up the
+    whole MAC again (OpenSSL 3 looks the algorithm up by name on every call),
+    about 40 % more instructions for an envelope. A stream signs at least
+    three envelopes with its day's key. The ``repr`` shows nothing of the key.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > _BLOCK:
+            key = _sha256(key).digest()
+        block = key.ljust(_BLOCK, b"\0")
+        self._inner = _sha256(block.translate(_IPAD))
+        self._outer = _sha256(block.translate(_OPAD))
+
+    def __repr__(self) -> str:
+        return "HmacKey(<redacted>)"
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+#: The payload hashes of envelopes that every stream sends (the final empty
+#: envelope, CloseStreamEvent): computed once (``remember_payload_hash``).
+_KNOWN_PAYLOAD_HASHES: dict[bytes, str] = {b"": _sha256(b"").hexdigest()}
+_KNOWN_PAYLOAD_LIMIT = 256  # longer payloads are never looked up (hashing them for the lookup costs)
+
+
+def remember_payload_hash(payload: bytes) -> None:
+    """Hash a payload that many envelopes carry once, instead of in each envelope."""
+    if len(payload) <= _KNOWN_PAYLOAD_LIMIT:
+        _KNOWN_PAYLOAD_HASHES[payload] = _sha256(payload).hexdigest()
 
 
 def date_header(epoch_ms: int) -> bytes:
@@ -98,17 +144,28 @@ class EventSigner:
     valid chain; ``key_for(YYYYMMDD)`` gives the key of another day.
     """
 
-    __slots__ = ("_amz_date", "_amz_second", "_day", "_key", "_key_for", "_previous", "_scope", "_scope_suffix")
+    __slots__ = (
+        "_amz_date",
+        "_amz_second",
+        "_date_hash",
+        "_date_ms",
+        "_day",
+        "_key",
+        "_key_for",
+        "_previous",
+        "_scope",
+        "_scope_suffix",
+    )
 
     def __init__(
         self,
-        signing_key: bytes,
+        signing_key: bytes | HmacKey,
         scope: str,
         seed_signature: bytes,
         *,
-        key_for: Callable[[str], bytes] | None = None,
+        key_for: Callable[[str], bytes | HmacKey] | None = None,
     ) -> None:
-        self._key = signing_key
+        self._key = signing_key if isinstance(signing_key, HmacKey) else HmacKey(signing_key)
         self._scope = scope
         self._day = scope[:8]
         self._scope_suffix = scope[8:]  # "/<region>/<service>/aws4_request"
@@ -116,6 +173,9 @@ class EventSigner:
         self._previous = seed_signature
         self._amz_second = -1
         self._amz_date = ""
+        # Envelopes signed together share their :date, hence its hash.
+        self._date_ms = -1
+        self._date_hash = ""
 
     def __repr__(self) -> str:
         return f"EventSigner(scope={self._scope!r})"
@@ -135,10 +195,22 @@ class EventSigner:
             if day != self._day:
                 if self._key_for is None:
                     raise ValueError(f"cannot sign an envelope of {day} with the key of {self._day}")
-                self._key = self._key_for(day)
+                key = self._key_for(day)
+                self._key = key if isinstance(key, HmacKey) else HmacKey(key)
                 self._day = day
                 self._scope = day + self._scope_suffix
         date = date_header(epoch_ms)
-        signature = chunk_signature(self._key, self._scope, self._previous, date, self._amz_date, payload)
+        if epoch_ms != self._date_ms:
+            self._date_ms = epoch_ms
+            self._date_hash = _sha256(date).hexdigest()
+        payload_hash = _KNOWN_PAYLOAD_HASHES.get(payload) if len(payload) <= _KNOWN_PAYLOAD_LIMIT else None
+        if payload_hash is None:
+            payload_hash = _sha256(payload).hexdigest()
+        # chunk_signature's string to sign, with the hashes above.
+        to_sign = (
+            f"AWS4-HMAC-SHA256-PAYLOAD\n{self._amz_date}\n{self._scope}\n{self._previous.hex()}\n"
+            f"{self._date_hash}\n{payload_hash}"
+        )
+        signature = self._key.digest(to_sign.encode("ascii"))
         self._previous = signature
         return encode_message(date + _SIGNATURE_PREFIX + signature, payload)

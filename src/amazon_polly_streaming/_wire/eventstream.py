@@ -266,6 +266,16 @@ class EventStreamDecoder:
 
     def feed(self, data: bytes) -> list[Message]:
         """Add ``data`` and return every message it completes, in order."""
+        # Each message gets its own dict: callers may keep or mutate it.
+        return [Message(dict(headers), payload) for headers, payload in self.feed_shared(data)]
+
+    def feed_shared(self, data: bytes) -> list[tuple[Mapping[str, HeaderValue], bytes]]:
+        """:meth:`feed`, as (headers, payload) pairs whose headers are shared, read-only.
+
+        Messages with the same header bytes share one mapping: read it, never
+        change it. No dict copy and no object per message: a stream's every
+        AudioEvent goes through here.
+        """
         if self._error is not None:
             raise self._error
         buffer = self._buffer
@@ -292,8 +302,8 @@ class EventStreamDecoder:
             del buffer[:pos]
         return messages
 
-    def _parse(self, source: bytes | bytearray, size: int) -> tuple[list[Message], int]:
-        messages: list[Message] = []
+    def _parse(self, source: bytes | bytearray, size: int) -> tuple[list[tuple[Mapping[str, HeaderValue], bytes]], int]:
+        messages: list[tuple[Mapping[str, HeaderValue], bytes]] = []
         view = memoryview(source)
         cache = _HEADER_CACHE
         pos = 0
@@ -325,8 +335,7 @@ class EventStreamDecoder:
                     headers = decode_headers(raw_headers)
                     if len(cache) < _HEADER_CACHE_SIZE:
                         cache[raw_headers] = headers
-                # Each message gets its own dict: callers may keep or mutate it.
-                messages.append(Message(headers.copy(), bytes(view[headers_end : end - 4])))
+                messages.append((headers, bytes(view[headers_end : end - 4])))
                 pos = end
         finally:
             view.release()

@@ -12,13 +12,13 @@ Rules come from Polly's service model (botocore 1.44.5,
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from json.encoder import encode_basestring
 from typing import NamedTuple
 
 from . import sigv4
-from .event_signer import EventSigner
+from .event_signer import EventSigner, HmacKey, remember_payload_hash
 from .eventstream import encode_headers, encode_message
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
@@ -115,7 +115,8 @@ def _header_value(name: str, value: object) -> str:
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
     if not value:
         raise ValueError(f"{name} must not be empty")
-    if not all("!" <= c <= "~" for c in value):
+    # Visible ASCII is "!" to "~": printable ASCII (" " to "~") but the space; three C calls, not a loop.
+    if not (value.isascii() and value.isprintable()) or " " in value:
         raise ValueError(f"{name} may hold only visible ASCII characters, not {value!r}")
     return value
 
@@ -200,20 +201,22 @@ class RequestSigner:
 
     def __init__(self, region: str) -> None:
         self.region = region
-        self._key_cache: tuple[str, str, bytes] | None = None
-        # (everything signed, headers, signature, scope, signing key)
-        self._last: tuple[tuple[object, ...], tuple[tuple[str, str], ...], bytes, str, bytes] | None = None
+        # (day, secret, signing key, the key ready for the envelopes' HMACs)
+        self._key_cache: tuple[str, str, bytes, HmacKey] | None = None
+        # (everything signed, headers, signature, scope, the envelopes' key)
+        self._last: tuple[tuple[object, ...], tuple[tuple[str, str], ...], bytes, str, HmacKey] | None = None
 
     def __repr__(self) -> str:
         return f"RequestSigner(region={self.region!r})"
 
-    def _signing_key(self, secret: str, datestamp: str) -> bytes:
+    def _signing_key(self, secret: str, datestamp: str) -> tuple[bytes, HmacKey]:
         cached = self._key_cache
         if cached is not None and cached[0] == datestamp and cached[1] == secret:
-            return cached[2]
+            return cached[2], cached[3]
         key = sigv4.derive_signing_key(secret, datestamp, self.region, SERVICE)
-        self._key_cache = (datestamp, secret, key)
-        return key
+        mac = HmacKey(key)
+        self._key_cache = (datestamp, secret, key, mac)
+        return key, mac
 
     def sign(
         self,
@@ -245,14 +248,14 @@ class RequestSigner:
             headers, signature, scope, key = self._sign(params, authority, credentials, amz_date, user_agent)
             self._last = (signed_inputs, headers, signature, scope, key)
 
-        def key_for(day: str) -> bytes:
-            return self._signing_key(secret, day)
+        def key_for(day: str) -> HmacKey:
+            return self._signing_key(secret, day)[1]
 
         return SignedRequest(headers, EventSigner(key, scope, signature, key_for=key_for))
 
     def _sign(
         self, params: SynthesisParams, authority: str, credentials: Credentials, amz_date: str, user_agent: str
-    ) -> tuple[tuple[tuple[str, str], ...], bytes, str, bytes]:
+    ) -> tuple[tuple[tuple[str, str], ...], bytes, str, HmacKey]:
         signed = [
             ("content-type", EVENT_STREAM_CONTENT_TYPE),
             ("host", authority),
@@ -271,7 +274,7 @@ class RequestSigner:
             signed.append(("x-amz-security-token", credentials.session_token))
         datestamp = amz_date[:8]
         scope = sigv4.credential_scope(datestamp, self.region, SERVICE)
-        key = self._signing_key(credentials.secret_access_key, datestamp)
+        key, mac = self._signing_key(credentials.secret_access_key, datestamp)
         auth = sigv4.sign_request(
             method="POST",
             path=PATH,
@@ -288,7 +291,7 @@ class RequestSigner:
         headers.extend(item for item in signed if item[0] != "host")
         headers.append(("authorization", auth.header))
         headers.append(("user-agent", user_agent))
-        return tuple(headers), auth.signature, scope, key
+        return tuple(headers), auth.signature, scope, mac
 
     def request_headers(
         self,
@@ -318,17 +321,22 @@ CLOSE_STREAM_EVENT = encode_message(
     ),
     b"{}",
 )
-_FLUSH = {"Force": True}
+remember_payload_hash(CLOSE_STREAM_EVENT)  # every stream's last event but the empty one
+#: json.dumps's own quoting of a string with ``ensure_ascii=False`` (``"``,
+#: ``\\`` and control characters escaped), without the encoder json.dumps
+#: builds on every call that passes options: the body below is exactly
+#: ``json.dumps(body, ensure_ascii=False, separators=(",", ":"))``.
+_quote = encode_basestring
 
 
 def text_event(text: str, *, text_type: str | None = None, flush: bool = False) -> bytes:
     """The encoded (unsigned, inner) TextEvent carrying ``text``."""
-    body: dict[str, object] = {"Text": text}
+    body = '{"Text":' + _quote(text)
     if text_type is not None:
-        body["TextType"] = text_type
+        body += ',"TextType":' + _quote(text_type)
     if flush:
-        body["FlushStreamConfiguration"] = _FLUSH
-    return encode_message(_TEXT_EVENT_HEADERS, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+        body += ',"FlushStreamConfiguration":{"Force":true}'
+    return encode_message(_TEXT_EVENT_HEADERS, (body + "}").encode())
 
 
 def utf16_length(text: str) -> int:

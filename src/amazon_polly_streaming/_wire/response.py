@@ -175,12 +175,11 @@ class ResponseParser:
             return []
         out: list[ResponseItem] = []
         try:
-            messages = self._decoder.feed(data)
+            messages = self._decoder.feed_shared(data)
         except PollyStreamingError as exc:
             out.append(exc)
             return out
-        for message in messages:
-            headers = message.headers
+        for headers, payload in messages:
             message_type = headers.get(":message-type")
             if message_type == "event":
                 event_type = headers.get(":event-type")
@@ -188,20 +187,20 @@ class ResponseParser:
                     if self.closed:
                         out.append(ProtocolError("the server sent audio after StreamClosedEvent"))
                         return out
-                    if message.payload:
-                        out.append(message.payload)
+                    if payload:
+                        out.append(payload)
                 elif event_type == "StreamClosedEvent":
                     self.closed = True
-                    count = _json_object(message.payload).get("RequestCharacters")
+                    count = _json_object(payload).get("RequestCharacters")
                     if isinstance(count, int) and not isinstance(count, bool):
                         self.request_characters = count
                     out.append(StreamClosedEvent(self.request_characters or 0))
                 else:
                     # Forward compatibility: an event this version does not know.
-                    out.append(UnknownEvent(str(event_type), message.payload))
+                    out.append(UnknownEvent(str(event_type), payload))
             elif message_type == "exception":
                 error_type = str(headers.get(":exception-type", "ServiceException"))
-                out.append(service_error(error_type, _json_object(message.payload), request_id=self.request_id))
+                out.append(service_error(error_type, _json_object(payload), request_id=self.request_id))
                 return out
             elif message_type == "error":
                 code = str(headers.get(":error-code", "UnknownError"))
