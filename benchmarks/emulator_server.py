@@ -8,7 +8,10 @@ line: it sets ``SO_REUSEPORT``, so that the harness can start more processes
 on the port of the first and let the kernel spread the connections among
 them when one process cannot keep up with the clients. Every process serves
 the same certificate, made by the harness. Prints one JSON line (port, pid)
-when it listens; stops on SIGTERM.
+when it listens, and one line of its quota's readings (``Emulator.quota``) on
+each SIGUSR1; stops on SIGTERM. The fleet benchmark runs one such process
+with ``--max-active-streams`` (a quota is per process) and
+``--real-time-factor 1``.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ async def serve(config: EmulatorConfig) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with SharedPortEmulator(config) as emulator:
+        loop.add_signal_handler(signal.SIGUSR1, lambda: print(json.dumps(emulator.quota.stats()._asdict()), flush=True))
         print(json.dumps({"port": emulator.port, "pid": os.getpid()}), flush=True)
         await stop.wait()
 
@@ -54,6 +58,8 @@ def main() -> int:
     options.add_argument("--key", required=True)
     options.add_argument("--ca", required=True)
     options.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    options.add_argument("--max-active-streams", type=int, help="the account's quota (one process only)")
+    options.add_argument("--real-time-factor", type=float, default=0.0, help="1: audio at the pace of speech")
     args = options.parse_args()
     config = EmulatorConfig(
         port=args.port,
@@ -61,8 +67,9 @@ def main() -> int:
         key_file=args.key,
         ca_file=args.ca,
         audio="tone",
-        real_time_factor=0.0,
+        real_time_factor=args.real_time_factor,
         max_concurrent_streams=256,
+        max_active_streams=args.max_active_streams,
     )
     loop_factory = None
     if args.loop == "uvloop":

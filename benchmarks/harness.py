@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,6 +44,28 @@ def _scan_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return figures
 
 
+def _readline(process: subprocess.Popen[str], timeout: float) -> str:
+    """One line of ``process``'s output, or "" after ``timeout`` seconds."""
+    stdout = process.stdout
+    assert stdout is not None
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return line[0].strip() if line else ""
+
+
+def stop_process(process: subprocess.Popen[Any] | None) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class Emulator:
     """The emulator (tone audio, as fast as possible) in ``processes`` processes sharing one port.
 
@@ -51,7 +74,7 @@ class Emulator:
     read their CPU time, to show that they kept up.
     """
 
-    def __init__(self, processes: int = 1, loop: str = "asyncio") -> None:
+    def __init__(self, processes: int = 1, loop: str = "asyncio", options: tuple[str, ...] = ()) -> None:
         from amazon_polly_streaming.emulator._certs import make_certificates
 
         self.loop = loop
@@ -63,8 +86,10 @@ class Emulator:
         env["PYTHONPYCACHEPREFIX"] = str(VENVS / "pycache")
         self._command = [sys.executable, str(HERE / "emulator_server.py"), "--loop", loop]
         self._command += ["--cert", str(certs.cert_file), "--key", str(certs.key_file), "--ca", self.ca_file]
+        self._command += options
         self._env = env
         self._processes: list[tuple[subprocess.Popen[str], Any]] = []
+        self._quota_lock = threading.Lock()
         self.port = 0
         try:
             for _ in range(processes):
@@ -80,17 +105,23 @@ class Emulator:
             [*self._command, "--port", str(self.port)], stdout=subprocess.PIPE, stderr=log, text=True, env=self._env
         )
         self._processes.append((process, log))
-        stdout = process.stdout
-        assert stdout is not None
-        line: list[str] = []
-        reader = threading.Thread(target=lambda: line.append(stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(60)
-        if not line or not line[0].strip():
+        line = _readline(process, 60)
+        if not line:
             log.seek(0)
             raise SystemExit("the emulator did not start:\n" + log.read().decode(errors="replace")[-2000:])
-        port: int = json.loads(line[0])["port"]
+        port: int = json.loads(line)["port"]
         return port
+
+    def quota(self) -> dict[str, Any]:
+        """The first process's quota readings (``StreamQuota.stats()``): it answers SIGUSR1 with a line."""
+        process = self._processes[0][0]
+        with self._quota_lock:  # one question, one answer: callers on several threads take turns
+            process.send_signal(signal.SIGUSR1)
+            line = _readline(process, 10)
+        if not line:
+            raise RuntimeError("the emulator did not report its quota")
+        readings: dict[str, Any] = json.loads(line)
+        return readings
 
     @property
     def processes(self) -> int:
@@ -103,13 +134,7 @@ class Emulator:
 
     def close(self) -> None:
         for process, log in self._processes:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_process(process)
             log.close()
         self._processes.clear()
         self._dir.cleanup()

@@ -176,10 +176,7 @@ def render(report: dict[str, Any]) -> str:
             f"{fmt(codec['encode_envelopes_mb_s'])} MB/s ({fmt(codec['encode_envelopes_per_s'])} envelopes/s "
             f"of {codec['envelope_bytes']} bytes)"
         )
-    lines += ["", "targets:"]
-    for target in report["targets"]:
-        state = {True: "MET", False: "MISSED", None: "n/a"}[target["met"]]
-        lines.append(f"  {state:8} {target['target']:38} {target['detail']}")
+    lines += render_targets(report["targets"], 38)
     for name, row in results.items():
         if row.get("errors"):
             lines.append(f"  errors for {name}: {row['errors']}")
@@ -196,6 +193,15 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"  {name}: {row.get('version') or ''} on Python {row.get('python_version', '?')}")
     lines.append(f"total {report['seconds']:.0f} s")
     return "\n".join(lines)
+
+
+def render_targets(found: list[dict[str, Any]], width: int) -> list[str]:
+    """The targets, one line each: MET, MISSED or n/a (not measured)."""
+    lines = ["", "targets:"]
+    for target in found:
+        state = {True: "MET", False: "MISSED", None: "n/a"}[target["met"]]
+        lines.append(f"  {state:8} {target['target']:{width}} {target['detail']}")
+    return lines
 
 
 def render_scan(report: dict[str, Any]) -> list[str]:

@@ -47,6 +47,10 @@ Prints a table (medians, p99, ratios to the floor and to ours), the scan's
 table and the targets met or missed, and writes everything (samples
 included) as JSON.
 
+``--smoke`` also runs a few seconds of the fleet benchmark (``fleet.py``:
+worker processes sharing one account's concurrency quota, with and without
+a limiter); run ``fleet.py`` for its full figures.
+
 ``profile_ours.py`` profiles our client (or the floor) in workloads (4), (5)
 and the scan, on either loop, and A/B tests a change.
 """
@@ -97,7 +101,7 @@ def _requirements() -> list[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     uvloop = [spec for spec in extras["test"] if spec.startswith("uvloop")]  # for the uvloop rows
-    return [*project["dependencies"], *extras["emulator"], *uvloop]
+    return [*project["dependencies"], *extras["emulator"], *uvloop, *extras.get("redis", [])]  # redis: the fleet
 
 
 def bootstrap() -> None:
@@ -202,6 +206,11 @@ def main() -> int:
             codec = runner.codec(clients[0])
     finally:
         emulator.close()
+    fleet = None
+    if args.smoke:
+        from fleet import run_fleet
+
+        fleet = run_fleet("smoke", notes)
     for name, row in results.items():
         row["python_version"] = python_versions[name]
     report = {
@@ -214,11 +223,12 @@ def main() -> int:
         "emulator": {"processes": processes, "loop": args.emulator_loop},
         "emulator_check": check,
         "codec": codec,
+        "fleet": fleet,
         "targets": targets(results, codec, scan, instructions),
         "notes": notes,
         "seconds": round(time.monotonic() - began, 1),
     }
-    table = render(report)
+    table = render(report) + ("\n\n" + fleet["table"] if fleet else "")
     report["table"] = table
     print(table)
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
@@ -234,6 +244,8 @@ def main() -> int:
         for row in instructions
         if row[OURS].get("error") or row[FLOOR].get("error")
     ]
+    if fleet is not None:
+        broken += [f"fleet {arm}" for arm, row in fleet["arms"].items() if row.get("errors")]
     if broken:
         print(f"failed: {', '.join(broken)}", file=sys.stderr)
         return 1

@@ -73,6 +73,13 @@ def build_parser(prog: str = "python -m amazon_polly_streaming.emulator") -> arg
         "--max-stream-duration", type=positive_seconds, default=600.0, metavar="S", help="stream limit (600)"
     )
     parser.add_argument("--max-concurrent-streams", type=positive_int, default=100, help="HTTP/2 SETTINGS value (100)")
+    parser.add_argument(
+        "--max-active-streams",
+        type=positive_int,
+        metavar="N",
+        help="the account's concurrency quota: streams over all connections at once; stream N+1 gets "
+        "ThrottlingException (Polly's default for generative voices is 26; default: no limit)",
+    )
     parser.add_argument("--fault", action="append", type=_fault, metavar="KIND[@PHASE]", help="for every request")
     return parser
 
@@ -126,6 +133,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         idle_timeout=args.idle_timeout,
         max_stream_duration=args.max_stream_duration,
         max_concurrent_streams=args.max_concurrent_streams,
+        max_active_streams=args.max_active_streams,
         faults=args.fault or [],
     )
     for option, path in (("--cert", args.cert), ("--key", args.key), ("--ca", args.ca)):

@@ -44,7 +44,10 @@ class EmulatorConfig:
     audio_chunk_bytes: int = 8192
     idle_timeout: float = 5.0
     max_stream_duration: float = 600.0
+    #: HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams per connection.
     max_concurrent_streams: int = 100
+    #: The account's concurrency quota: streams at once over all connections (Polly's default for
+    #: generative voices is 26); the next one is refused with ThrottlingException. None: no limit.
     max_active_streams: int | None = None
     record_audio: bool = False
     #: False: never hand flow-control window back for request data, so a
@@ -55,6 +58,8 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         if self.audio not in ("speech", "tone"):
             raise ValueError("audio must be 'speech' or 'tone'")
+        if self.max_active_streams is not None and self.max_active_streams < 1:
+            raise ValueError("max_active_streams must be at least 1 (or None: no limit)")
         if self.unauthorized_error not in _PERMISSION_ERRORS:
             raise ValueError(f"unauthorized_error must be one of {', '.join(_PERMISSION_ERRORS)}")
 

@@ -19,14 +19,13 @@ from .._wire.sigv4 import parse_authorization
 from ..voices import Voice, find_voice
 from ._auth import EventChain, verify_request
 from ._config import EmulatorConfig
-from ._errors import ServiceError, access_denied, throttling, validation
+from ._errors import ServiceError, access_denied, validation
 
 __all__ = [
     "LANGUAGE_CODES",
     "Parameters",
     "SynthesisRequest",
     "parse_request",
-    "too_many_streams",
 ]
 
 CONTENT_TYPE = "application/vnd.amazon.eventstream"
@@ -198,8 +197,3 @@ def parse_request(
         return validation("The request has no event stream body")
     voice, fmt, rate, lexicons = checked
     return SynthesisRequest(access_key_id, chain, voice, fmt, rate, params.language_code, lexicons)
-
-
-def too_many_streams() -> ServiceError:
-    """The refusal of a stream over the service's concurrency limit."""
-    return throttling("Too many concurrent streams", "ConcurrentStreamsExceeded", "synthesisStream")

@@ -26,7 +26,8 @@ from ._config import DEFAULT_CREDENTIALS, EmulatorConfig, RequestRecord
 from ._errors import ServiceError
 from ._faults import Fault
 from ._http2 import Connection, Port, RequestHead
-from ._requests import Parameters, parse_request, too_many_streams
+from ._quota import QuotaSlot, StreamQuota, too_many_streams
+from ._requests import Parameters, parse_request
 from ._session import SynthesisSession
 
 __all__ = ["DEFAULT_CREDENTIALS", "Emulator", "EmulatorConfig", "EmulatorThread", "RequestRecord"]
@@ -37,14 +38,15 @@ _PROTOCOL_ERROR = 0x1
 
 
 class _Stream:
-    """An accepted stream: its session and the task that runs it."""
+    """An accepted stream: its session, the task that runs it, its place in the quota."""
 
-    __slots__ = ("record", "session", "task")
+    __slots__ = ("record", "session", "slot", "task")
 
-    def __init__(self, session: SynthesisSession, task: asyncio.Task[None]) -> None:
+    def __init__(self, session: SynthesisSession, task: asyncio.Task[None], slot: QuotaSlot) -> None:
         self.session = session
         self.record = session.record
         self.task = task
+        self.slot = slot
 
     def feed(self, data: bytes, credit: int) -> None:
         self.session.feed(data, credit)
@@ -53,6 +55,8 @@ class _Stream:
         self.session.input_ended()
 
     def cancel(self, outcome: str) -> None:
+        # Reset by the client or its connection lost: the stream stops counting now, not when its task ends.
+        self.slot.release()
         self.record.finish(outcome)
         self.task.cancel()
 
@@ -70,7 +74,10 @@ class Emulator:
         self.config = config or EmulatorConfig(**fields)
         self.requests: list[RequestRecord] = []
         self.client_resets: list[int] = []
+        #: Streams whose task still runs (a stream may have left the quota already: see ``quota``).
         self.active_streams = 0
+        #: The account's concurrency quota over all connections (``max_active_streams``).
+        self.quota = StreamQuota(self.config.max_active_streams, time.monotonic)
         self.total_connections = 0
         self._connection_ids = itertools.count(1)
         self._connections: set[Connection] = set()
@@ -146,24 +153,27 @@ class Emulator:
         accepted = parse_request(
             head.method, head.path, head.headers, has_body=head.has_body, config=config, now=config.clock()
         )
-        if not isinstance(accepted, ServiceError) and (
-            config.max_active_streams is not None and self.active_streams >= config.max_active_streams
-        ):
-            accepted = too_many_streams()
-        if isinstance(accepted, ServiceError):
-            record.status = accepted.status
-            record.finish(f"error:{accepted.error_type}")
-            port.respond_error(accepted, record.request_id)
+        slot = None if isinstance(accepted, ServiceError) else self.quota.admit()
+        if isinstance(accepted, ServiceError) or slot is None:
+            error = accepted if isinstance(accepted, ServiceError) else too_many_streams()
+            record.status = error.status
+            record.finish(f"error:{error.error_type}")
+            port.respond_error(error, record.request_id)
             return None
         record.access_key_id = accepted.access_key_id
-        session = SynthesisSession(accepted, port, record, config, fault)
+        try:
+            session = SynthesisSession(accepted, port, record, config, fault, slot)
+        except BaseException:
+            slot.release()  # never a place held by a stream that did not start
+            raise
         task = asyncio.get_running_loop().create_task(session.run())
         self.active_streams += 1
         self._tasks.add(task)
-        task.add_done_callback(lambda done: self._stream_done(done, port, record))
-        return _Stream(session, task)
+        task.add_done_callback(lambda done: self._stream_done(done, port, record, slot))
+        return _Stream(session, task, slot)
 
-    def _stream_done(self, task: asyncio.Task[None], port: Port, record: RequestRecord) -> None:
+    def _stream_done(self, task: asyncio.Task[None], port: Port, record: RequestRecord, slot: QuotaSlot) -> None:
+        slot.release()  # however the stream ended (a stall ended by the emulator's stop, a crash)
         self._tasks.discard(task)
         self.active_streams -= 1
         port.done()

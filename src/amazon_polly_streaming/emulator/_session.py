@@ -21,6 +21,7 @@ from ._config import EmulatorConfig, RequestRecord
 from ._errors import ServiceError, invalid_event, quota_exceeded
 from ._events import CloseInput, InboundEvents, TextInput, audio_event, stream_closed_event
 from ._faults import EXCEPTION_KINDS, HEADER_KINDS, Fault, directive_error, parse_directives
+from ._quota import QuotaSlot
 from ._requests import SynthesisRequest
 from ._text import SentenceBuffer, billed_characters
 
@@ -84,12 +85,15 @@ class SynthesisSession:
         record: RequestRecord,
         config: EmulatorConfig,
         fault: Fault | None,
+        slot: QuotaSlot | None = None,
     ) -> None:
         self.request = request
         self.port = port
         self.record = record
         self.config = config
         self.fault = fault
+        #: Its place in the account's concurrency quota, given back with the last frame.
+        self._slot = slot
         self._inbound = InboundEvents(request.chain)
         #: Events not taken yet, each with the credit to hand back when it is.
         self._inbox: asyncio.Queue[tuple[Inbound, int]] = asyncio.Queue()
@@ -368,13 +372,19 @@ class SynthesisSession:
 
     async def _last_message(self, message: bytes, outcome: str) -> None:
         # Recorded before the bytes leave: a client that has read them may look at the record at once
-        # (the emulator on another thread or in another process).
+        # (the emulator on another thread or in another process), or start its next stream.
         self.record.finish(outcome)
+        self._release()
         try:
             await self.port.send(message, end_stream=True)
         except ConnectionError:
             self.record.outcome = "connection-lost"
             raise
+
+    def _release(self) -> None:
+        """The stream's last frame is about to be written: it stops counting against the quota."""
+        if self._slot is not None:
+            self._slot.release()
 
     async def _quota(self, quota_code: str, message: str) -> None:
         try:
@@ -395,6 +405,8 @@ class SynthesisSession:
         port, record = self.port, self.record
         kind = fault.kind
         record.finish(f"fault:{kind}")
+        if kind not in ("never_answer", "stall"):
+            self._release()  # its last frame goes now; a stalled stream counts until it ends
         if kind in EXCEPTION_KINDS:
             error = EXCEPTION_KINDS[kind]
             record.status = error.status
