@@ -39,6 +39,9 @@ _CLIENT_OPTIONS = frozenset(
 def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     client = {k: v for k, v in options.items() if k in _CLIENT_OPTIONS}
     stream = {k: v for k, v in options.items() if k not in _CLIENT_OPTIONS}
+    # ``cache`` names both the client's cache and the call's ``cache=False``.
+    if "cache" in stream and not isinstance(stream["cache"], bool):
+        client["cache"] = stream.pop("cache")
     return client, stream
 
 
@@ -60,7 +63,9 @@ def iter_synthesize(text: str | Iterable[str], voice_id: str, **options: Any) ->
     """Yield audio chunks as they arrive, blocking between them.
 
     ``options`` are any of ``PollyStreamingClient``'s and
-    ``start_speech_synthesis_stream``'s keyword arguments.
+    ``start_speech_synthesis_stream``'s keyword arguments. A
+    ``cache=MemoryCache(...)`` passed to several calls serves each phrase
+    from memory after its first call.
     """
     _refuse_inside_loop("iter_synthesize")
     import asyncio
@@ -84,6 +89,9 @@ def iter_synthesize(text: str | Iterable[str], voice_id: str, **options: Any) ->
         try:
             loop.run_until_complete(generator.aclose())
             loop.run_until_complete(client.close())
+            if client.cache is not None:
+                # Its Redis connections belong to this loop, which ends here.
+                loop.run_until_complete(client.cache.aclose())
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
