@@ -35,7 +35,11 @@ N = 1 and 64 on uvloop: client CPU per stream, time to first audio p50/p99
 and streams per second, with each emulator process's CPU time over the same
 window (it shows whether the emulator kept up) and what else kept the
 machine busy meanwhile; then ours at N = 64 against 1 and 2 emulator
-processes; (8) the sans-IO codec alone. Ours and the floor run (3), (4) and
+processes; (8) the sans-IO codec alone; (9) the phrase cache: time to first
+audio and CPU per call of a memory hit, a Redis hit (a private
+``redis-server`` on loopback, when one is on PATH) and a miss beside an
+uncached call, and RSS after many distinct phrases under a 16 MiB bound
+(``cache_speed.py``). Ours and the floor run (3), (4) and
 each row of (7) in 5 interleaved processes and report the median, as this
 kind of machine drifts; the peers, at tens of times the floor, run once.
 Prints a table (medians, p99, ratios to the floor and to ours), the scan's
@@ -90,7 +94,7 @@ def _requirements() -> list[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     uvloop = [spec for spec in extras["test"] if spec.startswith("uvloop")]  # for the uvloop rows
-    return [*project["dependencies"], *extras["emulator"], *uvloop]
+    return [*project["dependencies"], *extras["emulator"], *extras["redis"], *uvloop]
 
 
 def bootstrap() -> None:
@@ -176,6 +180,7 @@ def main() -> int:
         scan = runner.scan(clients[:2])
         check = None if args.smoke else runner.emulator_check(clients[0], max(n for n in counts.scan_levels if n <= 64))
         codec = runner.codec(clients[0])
+        cache = runner.cache(clients[0])
     finally:
         emulator.close()
     for name, row in results.items():
@@ -189,7 +194,8 @@ def main() -> int:
         "emulator": {"processes": processes, "loop": args.emulator_loop},
         "emulator_check": check,
         "codec": codec,
-        "targets": targets(results, codec, scan),
+        "cache": cache,
+        "targets": targets(results, codec, scan, cache),
         "notes": notes,
         "seconds": round(time.monotonic() - began, 1),
     }
@@ -199,6 +205,7 @@ def main() -> int:
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {args.json}", file=sys.stderr)
     broken = [name for name in (OURS, FLOOR) if results[name]["errors"]] + (["codec"] if "error" in codec else [])
+    broken += [f"cache {mode}" for mode, row in cache.items() if "error" in row]
     broken += [
         f"scan {row['loop']} N={row['conversations']}"
         for row in scan
