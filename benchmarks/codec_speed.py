@@ -38,10 +38,10 @@ def _rate(work: Callable[[], int], seconds: float, repetitions: int) -> float:
 
 
 def measure(seconds: float, repetitions: int = 5) -> dict[str, float]:
-    from amazon_polly_streaming._event_signer import EventSigner
-    from amazon_polly_streaming._eventstream import EventStreamDecoder, encode_headers, encode_message
-    from amazon_polly_streaming._protocol import text_event
-    from amazon_polly_streaming._response import ResponseParser
+    from amazon_polly_streaming._wire.event_signer import EventSigner
+    from amazon_polly_streaming._wire.eventstream import EventStreamDecoder, encode_headers, encode_message
+    from amazon_polly_streaming._wire.request import text_event
+    from amazon_polly_streaming._wire.response import ResponseParser
 
     audio_headers = encode_headers(
         ((":message-type", "event"), (":event-type", "AudioEvent"), (":content-type", "application/octet-stream"))

@@ -118,7 +118,7 @@ class Emulator:
 
 def presign(emulator: Emulator, texts: list[str], path: Path) -> None:
     """Sign each request once, with its event envelopes, for the floor to replay byte for byte."""
-    from amazon_polly_streaming._protocol import CLOSE_STREAM_EVENT, RequestSigner, synthesis_params, text_event
+    from amazon_polly_streaming._wire.request import CLOSE_STREAM_EVENT, RequestSigner, synthesis_params, text_event
     from amazon_polly_streaming.credentials import Credentials
 
     signed = {}

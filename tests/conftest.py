@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Coroutine
+import os
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from redis_server import MISSING_MESSAGE, RedisServer, redis_binary
 
 pytest_plugins = ["pytester"]
 
@@ -87,3 +91,22 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
     run_on(kind, bounded)
     return True
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh ``redis-server`` on a free loopback port, persistence off; stopped after the test.
+
+    Without the binary the test is skipped, naming Debian's package -- except
+    under ``CI``, where a missing Redis must fail the build, not hide tests.
+    """
+    if redis_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail(MISSING_MESSAGE)
+        pytest.skip(MISSING_MESSAGE)
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -1,6 +1,6 @@
 """Requests and event chains signed the way AWS's SDKs sign them, for the emulator's tests.
 
-Built from the SigV4 primitives (``_sigv4``, ``_event_signer.chunk_signature``), not the client's request
+Built from the SigV4 primitives (``_wire.sigv4``, ``_wire.event_signer.chunk_signature``), not the client's request
 signer, so a test can sign what our client never sends: the host as ``:authority`` (AWS's JS SDK v3),
 or an event chain that keeps the request's day after midnight.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import calendar
 import time
 
-from amazon_polly_streaming import _sigv4
-from amazon_polly_streaming._event_signer import chunk_signature, date_header
-from amazon_polly_streaming._eventstream import encode_message
+from amazon_polly_streaming._wire import sigv4 as _sigv4
+from amazon_polly_streaming._wire.event_signer import chunk_signature, date_header
+from amazon_polly_streaming._wire.eventstream import encode_message
 
 KEY, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 REGION, AUTHORITY, PATH = "us-east-1", "polly.us-east-1.amazonaws.com", "/v1/synthesisStream"

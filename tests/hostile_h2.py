@@ -31,7 +31,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from amazon_polly_streaming._eventstream import encode_headers, encode_message
+from amazon_polly_streaming._wire.eventstream import encode_headers, encode_message
 from amazon_polly_streaming.emulator._certs import make_certificates
 
 __all__ = [

@@ -11,8 +11,8 @@ import h2.config
 import h2.connection
 import h2.events
 
-from amazon_polly_streaming._eventstream import EventStreamDecoder, Message
-from amazon_polly_streaming._protocol import CLOSE_STREAM_EVENT, RequestSigner, synthesis_params, text_event
+from amazon_polly_streaming._wire.eventstream import EventStreamDecoder, Message
+from amazon_polly_streaming._wire.request import CLOSE_STREAM_EVENT, RequestSigner, synthesis_params, text_event
 from amazon_polly_streaming.credentials import Credentials
 from amazon_polly_streaming.emulator import Emulator
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -42,6 +43,9 @@ async def serve(
             yield emulator, client
         finally:
             await client.close()
+            closer = getattr(client.limiter, "aclose", None)
+            if closer is not None:
+                await closer()  # a RedisLimiter's connections and tasks on this loop
         # The client closed its connections: the server sees them go.
         await emulator.wait_for(lambda: emulator.open_connections == 0, 5.0)
     await asyncio.sleep(0)
@@ -58,3 +62,22 @@ async def collect(client: PollyStreamingClient, text: Any = SENTENCE, **options:
     async for chunk in client.start_speech_synthesis_stream(text=text, **options):
         out += chunk
     return bytes(out)
+
+
+class Peak:
+    """How many tasks, in any thread, held a limiter's permit at once."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+        self._lock = threading.Lock()
+
+    async def hold(self, limiter: Any, rounds: int, pause: float) -> None:
+        for _ in range(rounds):
+            permit = await limiter.acquire()
+            with self._lock:
+                self.now += 1
+                self.peak = max(self.peak, self.now)
+            await asyncio.sleep(pause)
+            with self._lock:
+                self.now -= 1
+            permit.release()

@@ -17,7 +17,7 @@ from amazon_polly_streaming import PollyStreamingClient
 from amazon_polly_streaming._cache_entry import Entry, phrase_key
 from amazon_polly_streaming._cached_synthesis import REPLAY_CHUNK_BYTES, CachedSpeech
 from amazon_polly_streaming._lru import ENTRY_OVERHEAD, ByteLRU
-from amazon_polly_streaming._protocol import synthesis_params
+from amazon_polly_streaming._wire.request import synthesis_params
 from amazon_polly_streaming.cache import MemoryCache
 from amazon_polly_streaming.emulator import Emulator
 from amazon_polly_streaming.exceptions import (
@@ -366,3 +366,18 @@ def test_the_sync_helper_replays_from_a_cache_passed_to_each_call() -> None:
         assert third
         assert len(emulator.emulator.requests) == 2
         assert cache.stats().hits == 1
+
+
+async def test_a_hit_takes_no_admission_permit() -> None:
+    from amazon_polly_streaming.exceptions import AdmissionTimeoutError
+    from amazon_polly_streaming.limits import LocalLimiter
+
+    cache = MemoryCache()
+    limiter = LocalLimiter(1, wait_timeout=0.2)
+    async with serve({"cache": cache, "limiter": limiter}) as (_, client):
+        await _speak(client)
+        async with client.open_stream(voice_id="Matthew", output_format="pcm"):  # holds the only permit
+            _, call = await _speak(client)
+            assert call.cache_hit
+            with pytest.raises(AdmissionTimeoutError):
+                await _speak(client, "A phrase nobody said yet.")

@@ -455,7 +455,7 @@ async def test_tls_failures_are_clear_transport_errors(tmp_path: Path) -> None:
 
 async def test_verify_false_warns(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="amazon_polly_streaming")
-    from amazon_polly_streaming._dial import tls_context
+    from amazon_polly_streaming._transport.dial import tls_context
 
     tls_context.cache_clear()
     async with serve({"verify": False}, audio="tone") as (emulator, client):
@@ -582,7 +582,7 @@ def test_asyncio_run_ending_with_a_stream_left_open_leaks_nothing(tmp_path: Path
 import asyncio, gc, os, sys
 from amazon_polly_streaming import PollyStreamingClient
 from amazon_polly_streaming.emulator import Emulator
-from amazon_polly_streaming._pool import _POOLS
+from amazon_polly_streaming._transport.pool import _POOLS
 
 running = Emulator.start_in_thread(audio="tone")
 before = len(os.listdir("/proc/self/fd"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import amazon_polly_streaming
-from amazon_polly_streaming import cli
+from amazon_polly_streaming.cli import command as cli
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from amazon_polly_streaming import PollyStreamingClient
-from amazon_polly_streaming._event_signer import EventSigner
+from amazon_polly_streaming._wire.event_signer import EventSigner
 from amazon_polly_streaming.emulator import Emulator
 from amazon_polly_streaming.exceptions import ServiceQuotaExceededException, ThrottlingException, ValidationException
 from raw_h2 import raw_request, signed_headers, text_body
@@ -139,7 +139,7 @@ async def test_signature_checks() -> None:
 
 
 async def test_empty_payload_hash_style_is_accepted() -> None:
-    from amazon_polly_streaming import _sigv4
+    from amazon_polly_streaming._wire import sigv4 as _sigv4
 
     async with Emulator(audio="tone") as emulator:
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -193,7 +193,7 @@ async def test_bad_framing_and_events_after_close() -> None:
         response = await raw_request(emulator, headers, bytes(body))
         assert response.messages()[-1].headers[":exception-type"] == "ValidationException"
         headers, signer = signed_headers(emulator)
-        from amazon_polly_streaming._protocol import CLOSE_STREAM_EVENT, text_event
+        from amazon_polly_streaming._wire.request import CLOSE_STREAM_EVENT, text_event
 
         now = int(time.time() * 1000)
         late = b"".join(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from amazon_polly_streaming._eventstream import EventStreamDecoder
+from amazon_polly_streaming._wire.eventstream import EventStreamDecoder
 from amazon_polly_streaming.emulator._auth import EventChain, Verified, verify_request
 from amazon_polly_streaming.emulator._errors import ServiceError
 from emulator_signing import BEFORE_MIDNIGHT, KEY, PATH, REGION, SECRET, ChainSigner, amz_date, signed_request

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from amazon_polly_streaming._protocol import DEFAULT_SAMPLE_RATES
+from amazon_polly_streaming._wire.request import DEFAULT_SAMPLE_RATES
 from amazon_polly_streaming.emulator import EmulatorConfig
 from amazon_polly_streaming.emulator._errors import ServiceError
 from amazon_polly_streaming.emulator._events import CloseInput, InboundEvents, TextInput
@@ -203,7 +203,7 @@ def test_voices_are_generative_and_in_the_model() -> None:
 
 
 def _events(*payloads: tuple[str, bytes], message_type: str = "event") -> list[object]:
-    from amazon_polly_streaming._eventstream import encode_headers, encode_message
+    from amazon_polly_streaming._wire.eventstream import encode_headers, encode_message
 
     body = b""
     for event_type, payload in payloads:

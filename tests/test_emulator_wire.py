@@ -21,7 +21,7 @@ import h2.events
 import pytest
 from hyperframe.frame import GoAwayFrame
 
-from amazon_polly_streaming._eventstream import EventStreamDecoder, Message, encode_headers, encode_message
+from amazon_polly_streaming._wire.eventstream import EventStreamDecoder, Message, encode_headers, encode_message
 from amazon_polly_streaming.emulator import Emulator, EmulatorConfig
 from emulator_signing import BEFORE_MIDNIGHT, KEY, ChainSigner, amz_date, signed_request
 

@@ -7,9 +7,12 @@ import json
 import time
 from pathlib import Path
 
-from amazon_polly_streaming._event_signer import EventSigner, chunk_signature, date_header
-from amazon_polly_streaming._eventstream import EventStreamDecoder, encode_headers, encode_message
-from amazon_polly_streaming._sigv4 import credential_scope, derive_signing_key
+from hypothesis import given
+from hypothesis import strategies as st
+
+from amazon_polly_streaming._wire.event_signer import EventSigner, amz_date, chunk_signature, date_header
+from amazon_polly_streaming._wire.eventstream import EventStreamDecoder, encode_headers, encode_message
+from amazon_polly_streaming._wire.sigv4 import credential_scope, derive_signing_key
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "event_signing_vectors.json").read_text())
 E2E = json.loads((Path(__file__).parent / "vectors" / "polly_e2e_vector.json").read_text())
@@ -93,7 +96,7 @@ def test_each_envelope_is_signed_with_the_key_and_scope_of_its_own_date() -> Non
     # AWS's SDKs derive the scope from each message's date (aws-sdk-go-v2's
     # stream signer, smithy-python, aws-sdk-js-v3 signMessage): a stream that
     # crosses 00:00 UTC switches day in the middle of its chain.
-    from amazon_polly_streaming._protocol import RequestSigner, synthesis_params
+    from amazon_polly_streaming._wire.request import RequestSigner, synthesis_params
     from amazon_polly_streaming.credentials import Credentials
 
     secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -123,3 +126,14 @@ def test_each_envelope_is_signed_with_the_key_and_scope_of_its_own_date() -> Non
         assert decoded.headers[":chunk-signature"] == expected
         previous = expected
     assert "20260402" in repr(signer)
+
+
+@given(st.integers(min_value=0, max_value=253402300799))  # 1970 to the end of year 9999
+def test_amz_date_is_the_utc_calendar_time(epoch_seconds: int) -> None:
+    # The wire package has no clock: its own date arithmetic must agree with the C library's.
+    assert amz_date(epoch_seconds) == time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch_seconds))
+
+
+def test_amz_date_at_leap_days_and_year_ends() -> None:
+    for text in ("20000229T235959Z", "20240301T000000Z", "21000228T120000Z", "19991231T235959Z", "20261206T030244Z"):
+        assert amz_date(calendar.timegm(time.strptime(text, "%Y%m%dT%H%M%SZ"))) == text

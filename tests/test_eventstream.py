@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from amazon_polly_streaming._eventstream import (
+from amazon_polly_streaming._wire.eventstream import (
     MAX_HEADER_VALUE_LENGTH,
     EventStreamDecoder,
     HeaderValue,

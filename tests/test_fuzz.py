@@ -14,8 +14,8 @@ import zlib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from amazon_polly_streaming._event_signer import EventSigner, chunk_signature, date_header
-from amazon_polly_streaming._eventstream import (
+from amazon_polly_streaming._wire.event_signer import EventSigner, chunk_signature, date_header
+from amazon_polly_streaming._wire.eventstream import (
     EventStreamDecoder,
     HeaderValue,
     Int8,
@@ -27,7 +27,7 @@ from amazon_polly_streaming._eventstream import (
     encode_headers,
     encode_message,
 )
-from amazon_polly_streaming._sigv4 import canonical_request, derive_signing_key, parse_authorization, sign_request
+from amazon_polly_streaming._wire.sigv4 import canonical_request, derive_signing_key, parse_authorization, sign_request
 from amazon_polly_streaming.exceptions import EventStreamError
 
 FUZZ_SEED = 20261124

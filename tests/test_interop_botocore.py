@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from amazon_polly_streaming._protocol import (
+from amazon_polly_streaming._wire.request import (
     CLOSE_STREAM_EVENT,
     PATH,
     RequestSigner,

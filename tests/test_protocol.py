@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from amazon_polly_streaming import _protocol as protocol
-from amazon_polly_streaming import _response as response
-from amazon_polly_streaming._eventstream import EventStreamDecoder, encode_headers, encode_message
-from amazon_polly_streaming._sigv4 import canonical_request, parse_authorization
+from amazon_polly_streaming._wire import request as protocol
+from amazon_polly_streaming._wire import response
+from amazon_polly_streaming._wire.eventstream import EventStreamDecoder, encode_headers, encode_message
+from amazon_polly_streaming._wire.sigv4 import canonical_request, parse_authorization
 from amazon_polly_streaming.credentials import Credentials
 from amazon_polly_streaming.events import StreamClosedEvent, UnknownEvent
 from amazon_polly_streaming.exceptions import (

@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from amazon_polly_streaming._sigv4 import (
+from amazon_polly_streaming._wire.sigv4 import (
     EMPTY_SHA256,
     canonical_request,
     credential_scope,

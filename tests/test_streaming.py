@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from amazon_polly_streaming import RetryPolicy
-from amazon_polly_streaming._connection import STREAM_WINDOW
+from amazon_polly_streaming._transport.connection import STREAM_WINDOW
 from amazon_polly_streaming.emulator import Fault
 from amazon_polly_streaming.exceptions import ReadTimeoutError, ServiceFailureException, ThrottlingException
 from support import SENTENCE, collect, serve

@@ -10,11 +10,11 @@ with the first stream.
 
 from __future__ import annotations
 
-__version__ = "2.0.0.dev0"
-
+from ._version import __version__
 from .client import PollyStreamingClient
 from .credentials import Credentials
 from .exceptions import (
+    AdmissionTimeoutError,
     AuthenticationError,
     ConnectError,
     ConnectionLostError,
@@ -23,6 +23,7 @@ from .exceptions import (
     EventStreamError,
     HTTPStatusError,
     IncompleteStreamError,
+    LimiterError,
     PollyStreamingError,
     PoolTimeoutError,
     ProtocolError,
@@ -39,6 +40,7 @@ from .exceptions import (
 from .retries import RetryPolicy
 
 __all__ = [
+    "AdmissionTimeoutError",
     "AuthenticationError",
     "ConnectError",
     "ConnectTimeoutError",
@@ -48,6 +50,7 @@ __all__ = [
     "EventStreamError",
     "HTTPStatusError",
     "IncompleteStreamError",
+    "LimiterError",
     "PollyStreamingClient",
     "PollyStreamingError",
     "PoolTimeoutError",

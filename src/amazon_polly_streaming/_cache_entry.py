@@ -15,7 +15,7 @@ import zlib
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
 if TYPE_CHECKING:
-    from ._protocol import SynthesisParams
+    from ._wire.request import SynthesisParams
 
 __all__ = ["DamagedEntry", "Entry", "decode_entry", "encode_entry", "phrase_key"]
 

@@ -24,7 +24,7 @@ from ._cache_entry import Entry
 from ._session import SpeechStream, StreamMetrics
 
 if TYPE_CHECKING:
-    from ._protocol import SynthesisParams
+    from ._wire.request import SynthesisParams
     from .cache import PhraseCache
 
 __all__ = ["REPLAY_CHUNK_BYTES", "CachedSpeech", "cached_synthesize"]

@@ -15,6 +15,7 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs millis
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from ._admission import Limiter
     from .retries import RetryPolicy
 
 __all__ = ["ClientConfig", "Endpoint", "ProxyConfig", "positive", "proxy_for"]
@@ -130,6 +131,19 @@ def positive(name: str, value: object) -> float:
     return float(value)
 
 
+def check_limiter(limiter: object) -> Limiter | None:
+    """None, a limiter (anything with ``acquire``), or an int meaning ``LocalLimiter(n)``."""
+    if limiter is None:
+        return None
+    if isinstance(limiter, int) and not isinstance(limiter, bool):
+        from .limits import LocalLimiter
+
+        return LocalLimiter(limiter)
+    if not callable(getattr(limiter, "acquire", None)):
+        raise TypeError(f"limiter must be a LocalLimiter, a RedisLimiter or an int, not {type(limiter).__name__}")
+    return limiter  # type: ignore[return-value]
+
+
 def check_region(region: object) -> str:
     if not isinstance(region, str):
         raise TypeError(f"region must be a str, not {type(region).__name__}")
@@ -156,6 +170,7 @@ class ClientConfig:
         "endpoint",
         "idle_timeout",
         "keepalive_interval",
+        "limiter",
         "pool_size",
         "pool_timeout",
         "proxy",
@@ -179,6 +194,7 @@ class ClientConfig:
         proxy: ProxyConfig | None,
         keepalive_interval: float | None,
         retries: RetryPolicy | None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.region = region
         self.pool_size = pool_size
@@ -191,6 +207,7 @@ class ClientConfig:
         self.proxy = proxy
         self.keepalive_interval = keepalive_interval
         self.retries = retries
+        self.limiter = limiter
 
     def pool_key(self) -> tuple[object, ...]:
         """Clients whose keys are equal may share idle connections (same endpoint, TLS and proxy)."""

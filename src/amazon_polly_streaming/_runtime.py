@@ -13,11 +13,11 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
-from . import __version__
-from ._connection import Connection
-from ._dial import open_connection, tls_context
-from ._pool import ConnectionPool, Slots, shared_pool
-from ._protocol import RequestSigner
+from ._transport.connection import Connection
+from ._transport.dial import open_connection, tls_context
+from ._transport.pool import ConnectionPool, Slots, shared_pool
+from ._version import __version__
+from ._wire.request import RequestSigner
 from .exceptions import TransportError
 
 if TYPE_CHECKING:

@@ -18,19 +18,21 @@ from typing import TYPE_CHECKING
 
 from hpack import NeverIndexedHeaderTuple
 
-from ._event_signer import amz_date
-from ._protocol import CLOSE_STREAM_EVENT, SynthesisParams, text_event, text_events
-from ._response import ResponseItem, ResponseParser
+from ._admission import NEUTRAL, SUCCESS, THROTTLED
 from ._runtime import USER_AGENT, Runtime, StreamOwner
+from ._wire.event_signer import amz_date
+from ._wire.request import CLOSE_STREAM_EVENT, SynthesisParams, text_event, text_events
+from ._wire.response import ResponseItem, ResponseParser
 from .events import AudioEvent, Event
-from .exceptions import PollyStreamingError, ProtocolError, ReadTimeoutError, TransportError
+from .exceptions import PollyStreamingError, ProtocolError, ReadTimeoutError, ThrottlingException, TransportError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from ._connection import Connection
-    from ._event_signer import EventSigner
-    from ._stream import Stream
+    from ._admission import Permit
+    from ._transport.connection import Connection
+    from ._transport.stream import Stream
+    from ._wire.event_signer import EventSigner
 
 __all__ = ["SpeechStream", "StreamMetrics", "open_session", "wall_clock"]
 
@@ -73,6 +75,7 @@ class StreamMetrics:
     """Timings (seconds, loop clock) and counts of one stream."""
 
     __slots__ = (
+        "admission_wait",
         "audio_bytes",
         "cache_hit",
         "connection_reused",
@@ -84,6 +87,8 @@ class StreamMetrics:
 
     def __init__(self, started: float) -> None:
         self.started = started
+        #: Seconds waiting for the limiter's permit (None without a limiter).
+        self.admission_wait: float | None = None
         self.connection_wait: float | None = None
         self.connection_reused: bool | None = None
         self.time_to_first_audio: float | None = None
@@ -131,6 +136,8 @@ class SpeechStream(StreamOwner):
         self._audio_delivered = False
         self._keepalive: asyncio.TimerHandle | None = None
         self._last_send = 0.0
+        self._permit: Permit | None = None
+        self._outcome = NEUTRAL  # what the limiter learns at release
 
     def __repr__(self) -> str:
         state = "done" if self._done else "released" if self._released else "open"
@@ -163,13 +170,19 @@ class SpeechStream(StreamOwner):
         awaits (a whole text), so the keep-alive timer would only be cancelled.
         """
         runtime = self._runtime
-        creds = await runtime.credentials.get(runtime.config.connect_timeout)
-        conn, reused = await runtime.lease(self._use_pool)
-        self._conn = conn
         metrics = self.metrics
-        metrics.connection_wait = self._loop.time() - metrics.started
-        metrics.connection_reused = reused
+        limiter = runtime.config.limiter
+        if limiter is not None:
+            # The one place a stream enters admission; _release is the one it leaves.
+            self._permit = await limiter.acquire()
+            metrics.admission_wait = self._permit.wait
         try:
+            leasing = self._loop.time()
+            creds = await runtime.credentials.get(runtime.config.connect_timeout)
+            conn, reused = await runtime.lease(self._use_pool)
+            self._conn = conn
+            metrics.connection_wait = self._loop.time() - leasing
+            metrics.connection_reused = reused
             request = runtime.signer.sign(
                 self.params,
                 authority=runtime.endpoint.authority,
@@ -393,6 +406,8 @@ class SpeechStream(StreamOwner):
         return items
 
     def _fail_read(self, exc: BaseException) -> None:
+        if isinstance(exc, ThrottlingException):
+            self._outcome = THROTTLED  # the limiter admitted more than Polly takes
         if isinstance(exc, PollyStreamingError):
             exc.audio_delivered = self._audio_delivered
             if not self._released:
@@ -445,6 +460,7 @@ class SpeechStream(StreamOwner):
 
     def _finish(self) -> None:
         self._done = True
+        self._outcome = SUCCESS
         metrics = self.metrics
         metrics.total_time = self._loop.time() - metrics.started
         if logger.isEnabledFor(logging.DEBUG):
@@ -475,6 +491,10 @@ class SpeechStream(StreamOwner):
             stream.reset()  # RST_STREAM unless HTTP/2 closed it both ways
         if conn is not None:
             self._runtime.give_back(conn, self._use_pool)
+        permit = self._permit
+        if permit is not None:
+            self._permit = None
+            permit.release(self._outcome)  # never blocks: a Redis release runs in a task of its own
 
     def fail(self, error: BaseException) -> None:
         """End the stream with ``error`` (a failed text source) now: the server is told, the reader raises it."""

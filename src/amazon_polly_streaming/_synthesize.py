@@ -14,10 +14,10 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 
-from ._protocol import SynthesisParams
 from ._runtime import Runtime
 from ._session import SpeechStream
-from ._threads import END, ThreadedIterator
+from ._transport.threads import END, ThreadedIterator
+from ._wire.request import SynthesisParams
 from .exceptions import PollyStreamingError
 from .retries import RetryPolicy
 

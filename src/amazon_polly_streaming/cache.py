@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import asyncio
     from typing import Any, NamedTuple
 
-    from ._protocol import SynthesisParams
+    from ._wire.request import SynthesisParams
 else:
     from collections import namedtuple
 

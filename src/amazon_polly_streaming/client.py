@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import os
 
-from ._config import ClientConfig, Endpoint, ProxyConfig, check_region, check_verify, positive, proxy_for
+from ._config import (
+    ClientConfig,
+    Endpoint,
+    ProxyConfig,
+    check_limiter,
+    check_region,
+    check_verify,
+    positive,
+    proxy_for,
+)
 from ._region import DEFAULT_REGION, resolve_region
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
@@ -22,9 +31,10 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import TypeAlias
 
-    from ._protocol import SynthesisParams
+    from ._admission import Limiter
     from ._runtime import Runtime
     from ._session import SpeechStream
+    from ._wire.request import SynthesisParams
     from .cache import PhraseCache
     from .credentials import CredentialsSource
     from .retries import RetryPolicy
@@ -73,6 +83,12 @@ class PollyStreamingClient:
       :class:`~amazon_polly_streaming.cache.RedisCache`: calls whose ``text``
       is a whole string replay phrases spoken before instead of calling
       Polly (see docs/cache.md). Not closed with the client.
+    * ``limiter`` -- admission control: a
+      :class:`~amazon_polly_streaming.limits.LocalLimiter`, a
+      :class:`~amazon_polly_streaming.limits.RedisLimiter` (a whole fleet's
+      count), or an int ``n`` for ``LocalLimiter(n)``. Each stream holds one
+      permit from before its request is sent until it ends; independent of
+      ``pool_size``. None by default.
     """
 
     def __init__(
@@ -90,6 +106,7 @@ class PollyStreamingClient:
         proxy: str | None = None,
         keepalive_interval: float | None = 3.0,
         retries: RetryPolicy | int | None = None,
+        limiter: Limiter | int | None = None,
         cache: PhraseCache | None = None,
     ) -> None:
         import threading
@@ -123,6 +140,7 @@ class PollyStreamingClient:
             proxy=proxy_for(endpoint.host, proxy, environ),
             keepalive_interval=interval,
             retries=as_policy(retries),
+            limiter=check_limiter(limiter),
         )
         # Checks the source's type now; secrets stay inside Credentials,
         # whose repr redacts them.
@@ -189,7 +207,13 @@ class PollyStreamingClient:
 
     @property
     def cache(self) -> PhraseCache | None:
+        """The phrase cache whole-text calls look up first, or None."""
         return self._cache
+
+    @property
+    def limiter(self) -> Limiter | None:
+        """The admission limiter streams take a permit from, or None."""
+        return self._config.limiter
 
     # ------------------------------------------------------------ runtimes
 
@@ -258,7 +282,7 @@ class PollyStreamingClient:
 
         policy = self._config.retries
         if isinstance(text, str):
-            from ._protocol import text_events
+            from ._wire.request import text_events
 
             events = text_events(text, text_type=text_type, flush=flush)
 
@@ -378,7 +402,7 @@ def _stream_params(
     text_type: str | None,
 ) -> SynthesisParams:
     """Every stream argument checked, before any I/O."""
-    from ._protocol import synthesis_params
+    from ._wire.request import synthesis_params
 
     if text_type is not None and text_type not in ("text", "ssml"):
         raise ValueError(f"text_type must be 'text' or 'ssml', not {text_type!r}")

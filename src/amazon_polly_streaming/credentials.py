@@ -231,7 +231,7 @@ class CredentialResolver:
                 return from_env
         import asyncio
 
-        from ._threads import call_in_thread
+        from ._transport.threads import call_in_thread
 
         loop = asyncio.get_running_loop()
         for gone in [other for other in self._pending if other.is_closed()]:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = [
+    "AdmissionTimeoutError",
     "AuthenticationError",
     "ConnectError",
     "ConnectTimeoutError",
@@ -29,6 +30,7 @@ __all__ = [
     "EventStreamError",
     "HTTPStatusError",
     "IncompleteStreamError",
+    "LimiterError",
     "PollyStreamingError",
     "PoolTimeoutError",
     "ProtocolError",
@@ -194,6 +196,30 @@ class PoolTimeoutError(TransportError, TimeoutError):
 
     # The caller's own bound on waiting was reached: another attempt would
     # only wait again.
+    retryable = False
+
+
+class AdmissionTimeoutError(TransportError, TimeoutError):
+    """The stream waited ``wait_timeout`` seconds for a permit of its limiter and got none.
+
+    Nothing was sent: retrying is safe (the retry queues again, at the back).
+    ``limit`` names the limiter (``LocalLimiter(6)``, ``RedisLimiter 'fleet'``)
+    and ``waited`` says how long, in seconds.
+    """
+
+    def __init__(self, limit: str, waited: float = 0.0, detail: str = "") -> None:
+        super().__init__(f"no permit of {limit} within {waited:.1f} s" + (f" ({detail})" if detail else ""))
+        self.limit = limit
+        self.waited = waited
+
+
+class LimiterError(TransportError):
+    """The limiter is misconfigured: its Redis refused the password or the commands it needs.
+
+    Unlike an unreachable Redis (the limiter then falls back to a per-process
+    share and the stream goes on), this needs a person: no retry cures it.
+    """
+
     retryable = False
 
 

@@ -32,6 +32,7 @@ _CLIENT_OPTIONS = frozenset(
         "proxy",
         "keepalive_interval",
         "retries",
+        "limiter",
     }
 )
 

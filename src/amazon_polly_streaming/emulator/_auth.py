@@ -1,6 +1,6 @@
 """SigV4 checks as the service makes them: the request signature and the event chain (sans-IO).
 
-Uses the client's own signing primitives (``_sigv4``, ``_event_signer``); they
+Uses the client's own signing primitives (``_wire.sigv4``, ``_wire.event_signer``); they
 are verified against AWS's published vectors, so agreement here means both
 sides follow AWS, not merely each other. No clock: the caller passes ``now``.
 """
@@ -13,9 +13,9 @@ import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from .._event_signer import chunk_signature, date_header
-from .._eventstream import Message
-from .._sigv4 import (
+from .._wire.event_signer import chunk_signature, date_header
+from .._wire.eventstream import Message
+from .._wire.sigv4 import (
     EMPTY_SHA256,
     canonical_request,
     credential_scope,

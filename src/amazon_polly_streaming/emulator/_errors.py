@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._eventstream import encode_headers, encode_message
+from .._wire.eventstream import encode_headers, encode_message
 
 __all__ = [
     "ServiceError",

@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from .._eventstream import EventStreamDecoder, encode_headers, encode_message
-from .._protocol import MAX_BILLED_CHARS, MAX_TEXT_EVENT_CHARS, TEXT_TYPES, utf16_length
+from .._wire.eventstream import EventStreamDecoder, encode_headers, encode_message
+from .._wire.request import MAX_BILLED_CHARS, MAX_TEXT_EVENT_CHARS, TEXT_TYPES, utf16_length
 from ..exceptions import EventStreamError
 from ._auth import EventChain
 from ._errors import ServiceError, invalid_event, validation
@@ -83,7 +83,7 @@ def _text_event(payload: bytes) -> TextInput | ServiceError:
     flush_config = body.get("FlushStreamConfiguration")
     if flush_config is not None and not isinstance(flush_config, dict):
         return invalid_event("FlushStreamConfiguration must be an object", "FlushStreamConfiguration")
-    # The per-event limits (``_protocol``: the Polly guide's, counted in UTF-16
+    # The per-event limits (``_wire.request``: the Polly guide's, counted in UTF-16
     # code units as the service counts characters): 6,000 with SSML tags, 3,000 billed.
     ssml = text_type == "ssml"
     if utf16_length(text) > MAX_TEXT_EVENT_CHARS:

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from .._protocol import DEFAULT_SAMPLE_RATES, OUTPUT_FORMATS, PATH
-from .._sigv4 import parse_authorization
+from .._wire.request import DEFAULT_SAMPLE_RATES, OUTPUT_FORMATS, PATH
+from .._wire.sigv4 import parse_authorization
 from ..voices import Voice, find_voice
 from ._auth import EventChain, verify_request
 from ._config import EmulatorConfig
@@ -131,7 +131,7 @@ def _check_parameters(params: Parameters) -> tuple[Voice, str, int, tuple[str, .
     if fmt not in OUTPUT_FORMATS:
         # "json" is in the model's enum, but the operation "does not support JSON speech marks".
         return validation(f"Output format {fmt} is not supported", "OutputFormat")
-    # Absent, the format's default: the model's SampleRate documentation (``_protocol``).
+    # Absent, the format's default: the model's SampleRate documentation (``_wire.request``).
     rate = params.sample_rate or DEFAULT_SAMPLE_RATES[fmt]
     if rate not in OUTPUT_FORMATS[fmt]:
         return validation(f"Sample rate {rate} is not valid for output format {fmt}", "SampleRate")

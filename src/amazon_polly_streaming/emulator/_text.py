@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ElementTree
 
-from .._protocol import utf16_length
+from .._wire.request import utf16_length
 
 __all__ = ["SentenceBuffer", "billed_characters", "ssml_text"]
 

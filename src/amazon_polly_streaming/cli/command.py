@@ -25,14 +25,14 @@ import argparse
 import os
 import sys
 
-from ._argtypes import positive_seconds
+from .argtypes import positive_seconds
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
-    from ._cli_output import AudioOutput
-    from .client import PollyStreamingClient
+    from ..client import PollyStreamingClient
+    from .output import AudioOutput
 
 __all__ = ["main"]
 
@@ -63,7 +63,7 @@ class _Usage(Exception):
 
 def _language(value: str) -> str:
     """An argparse type: a language code as Polly spells it (``en-us`` -> ``en-US``)."""
-    from .voices import VOICES
+    from ..voices import VOICES
 
     wanted = value.casefold()
     for voice in VOICES:
@@ -150,7 +150,7 @@ def _add_verbosity(parser: argparse.ArgumentParser) -> None:
 
 
 def _version() -> str:
-    from . import __version__
+    from .._version import __version__
 
     return __version__
 
@@ -178,7 +178,7 @@ def _check_ca_bundle(args: argparse.Namespace) -> None:
 
 def _stream_options(args: argparse.Namespace) -> tuple[dict[str, object], int]:
     """The stream's keyword arguments, validated before any I/O, and the sample rate (the format's default)."""
-    from ._protocol import synthesis_params
+    from .._wire.request import synthesis_params
 
     try:
         params = synthesis_params(
@@ -204,7 +204,7 @@ def _stream_options(args: argparse.Namespace) -> tuple[dict[str, object], int]:
 
 
 def _client(args: argparse.Namespace, **overrides: object) -> PollyStreamingClient:
-    from .client import PollyStreamingClient
+    from ..client import PollyStreamingClient
 
     options: dict[str, object] = {"read_timeout": args.read_timeout, "connect_timeout": args.connect_timeout}
     if args.region:
@@ -216,7 +216,7 @@ def _client(args: argparse.Namespace, **overrides: object) -> PollyStreamingClie
     options.update(overrides)
     try:
         if getattr(args, "cache_redis", None):
-            from .cache import RedisCache
+            from ..cache import RedisCache
 
             options["cache"] = RedisCache(args.cache_redis)
         return PollyStreamingClient(**options)  # type: ignore[arg-type]
@@ -227,7 +227,7 @@ def _client(args: argparse.Namespace, **overrides: object) -> PollyStreamingClie
 
 
 async def _say(args: argparse.Namespace) -> int:
-    from ._cli_output import AudioOutput, OutputError
+    from .output import AudioOutput, OutputError
 
     fmt = args.format
     text: str | None = None  # None: read stdin
@@ -257,7 +257,7 @@ async def _say_local(
     args: argparse.Namespace, text: str | None, stream_options: dict[str, object], output: AudioOutput
 ) -> None:
     try:
-        from .emulator import DEFAULT_CREDENTIALS, Emulator
+        from ..emulator import DEFAULT_CREDENTIALS, Emulator
     except ImportError as exc:
         raise _Usage(f"--local needs the emulator extra: {_EXTRA_HINT} ({exc.__cause__ or exc})") from None
     async with Emulator() as emulator:
@@ -282,12 +282,12 @@ async def _speak(
     """One stream from ``text`` (or stdin, line by line) into ``output``."""
     import contextlib
 
-    from ._cli_output import Progress
+    from .output import Progress
 
     if text is not None:
         source: str | AsyncIterator[str] = text
     else:
-        from ._stdin import read_lines
+        from .stdin import read_lines
 
         lines = read_lines(sys.stdin.fileno(), sys.stdin.encoding or "utf-8")
         try:
@@ -362,7 +362,7 @@ async def _prepend(first: str, rest: AsyncGenerator[str, None]) -> AsyncGenerato
 
 
 def _voices(args: argparse.Namespace) -> int:
-    from .voices import voices_for_language
+    from ..voices import voices_for_language
 
     voices = voices_for_language(args.language)
     if args.json:
@@ -393,8 +393,8 @@ def _voices(args: argparse.Namespace) -> int:
 
 def _failure(exc: Exception) -> tuple[int, str]:
     """The exit code and the one-line message for an error that ended ``say``."""
-    from ._cli_output import OutputError
-    from .exceptions import AuthenticationError, CredentialsError, ServiceException, TransportError
+    from ..exceptions import AuthenticationError, CredentialsError, ServiceException, TransportError
+    from .output import OutputError
 
     name = type(exc).__name__
     if isinstance(exc, OutputError):
@@ -413,7 +413,7 @@ def _failure(exc: Exception) -> tuple[int, str]:
 def _emulator(argv: list[str]) -> int:
     # The emulator has its own parser (shared with python -m ...emulator).
     try:
-        from .emulator._cli import main as emulator_main
+        from .emulator import main as emulator_main
     except ImportError as exc:
         print(f"polly-stream emulator: needs {_EXTRA_HINT} ({exc.__cause__ or exc})", file=sys.stderr)
         return EXIT_USAGE

@@ -13,9 +13,9 @@ import logging
 import ssl
 from typing import Any
 
-from ._config import ProxyConfig
-from ._connection import Connection
-from .exceptions import ConnectError, ConnectTimeoutError, PollyStreamingError, TLSError
+from .._config import ProxyConfig
+from ..exceptions import ConnectError, ConnectTimeoutError, PollyStreamingError, TLSError
+from .connection import Connection
 
 __all__ = ["open_connection", "tls_context"]
 

@@ -24,8 +24,8 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 
-from ._connection import Connection
-from .exceptions import PoolTimeoutError, TransportError
+from ..exceptions import PoolTimeoutError, TransportError
+from .connection import Connection
 
 __all__ = ["ConnectionPool", "Slots", "shared_pool"]
 

@@ -28,8 +28,8 @@ import h2.frame_buffer
 import h2.settings
 import hyperframe.frame
 
-from ._stream import Stream
-from .exceptions import ConnectionLostError, PollyStreamingError, ProtocolError, StreamResetError, TransportError
+from ..exceptions import ConnectionLostError, PollyStreamingError, ProtocolError, StreamResetError, TransportError
+from .stream import Stream
 
 __all__ = ["Connection"]
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import TypeAlias
 from zlib import crc32
 
-from .exceptions import EventStreamError
+from ..exceptions import EventStreamError
 
 __all__ = [
     "MAX_HEADERS_LENGTH",

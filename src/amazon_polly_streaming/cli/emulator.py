@@ -16,9 +16,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from .._argtypes import non_negative_number, port_number, positive_int, positive_seconds
-from ._faults import FAULT_KINDS, PHASES, Fault
-from ._server import DEFAULT_CREDENTIALS, Emulator, EmulatorConfig
+from ..emulator import DEFAULT_CREDENTIALS, FAULT_KINDS, PHASES, Emulator, EmulatorConfig, Fault
+from .argtypes import non_negative_number, port_number, positive_int, positive_seconds
 
 __all__ = ["build_parser", "main"]
 

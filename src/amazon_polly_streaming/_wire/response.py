@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from ._eventstream import EventStreamDecoder
-from .events import StreamClosedEvent, UnknownEvent
-from .exceptions import (
+from ..events import StreamClosedEvent, UnknownEvent
+from ..exceptions import (
     MODELED_EXCEPTIONS,
     AuthenticationError,
     HTTPStatusError,
@@ -23,6 +22,7 @@ from .exceptions import (
     ProtocolError,
     ServiceException,
 )
+from .eventstream import EventStreamDecoder
 
 __all__ = ["AUTH_ERROR_TYPES", "ResponseItem", "ResponseParser", "clean_error_type", "service_error"]
 

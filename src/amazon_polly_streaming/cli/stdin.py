@@ -35,7 +35,7 @@ async def read_lines(fd: int, encoding: str) -> AsyncGenerator[str, None]:
     import asyncio
     import codecs
 
-    from ._threads import call_in_thread
+    from .._transport.threads import call_in_thread
 
     loop = asyncio.get_running_loop()
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")

@@ -17,10 +17,14 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
-from . import _sigv4
-from ._event_signer import EventSigner
-from ._eventstream import encode_headers, encode_message
-from .credentials import Credentials
+from . import sigv4
+from .event_signer import EventSigner
+from .eventstream import encode_headers, encode_message
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
+if TYPE_CHECKING:
+    # The type only: the credentials module also resolves them (threads, a clock), which is not the wire's job.
+    from ..credentials import Credentials
 
 __all__ = [
     "CLOSE_STREAM_EVENT",
@@ -194,7 +198,7 @@ class RequestSigner:
         cached = self._key_cache
         if cached is not None and cached[0] == datestamp and cached[1] == secret:
             return cached[2]
-        key = _sigv4.derive_signing_key(secret, datestamp, self.region, SERVICE)
+        key = sigv4.derive_signing_key(secret, datestamp, self.region, SERVICE)
         self._key_cache = (datestamp, secret, key)
         return key
 
@@ -239,7 +243,7 @@ class RequestSigner:
         signed = [
             ("content-type", EVENT_STREAM_CONTENT_TYPE),
             ("host", authority),
-            ("x-amz-content-sha256", _sigv4.STREAMING_PAYLOAD),
+            ("x-amz-content-sha256", sigv4.STREAMING_PAYLOAD),
             ("x-amz-date", amz_date),
             ("x-amzn-engine", params.engine),
             ("x-amzn-outputformat", params.output_format),
@@ -253,13 +257,13 @@ class RequestSigner:
         if credentials.session_token:
             signed.append(("x-amz-security-token", credentials.session_token))
         datestamp = amz_date[:8]
-        scope = _sigv4.credential_scope(datestamp, self.region, SERVICE)
+        scope = sigv4.credential_scope(datestamp, self.region, SERVICE)
         key = self._signing_key(credentials.secret_access_key, datestamp)
-        auth = _sigv4.sign_request(
+        auth = sigv4.sign_request(
             method="POST",
             path=PATH,
             headers=signed,
-            payload_hash=_sigv4.STREAMING_PAYLOAD,
+            payload_hash=sigv4.STREAMING_PAYLOAD,
             access_key_id=credentials.access_key_id,
             signing_key=key,
             scope=scope,

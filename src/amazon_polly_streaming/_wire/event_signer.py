@@ -12,10 +12,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-import time
 from collections.abc import Callable
 
-from ._eventstream import encode_message
+from .eventstream import encode_message
 
 __all__ = ["EventSigner", "amz_date", "chunk_signature", "date_header"]
 
@@ -44,9 +43,31 @@ def amz_date(epoch_seconds: int) -> str:
     global _last_amz_date
     second, text = _last_amz_date
     if second != epoch_seconds:
-        text = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch_seconds))
+        text = _utc_text(epoch_seconds)
         _last_amz_date = (epoch_seconds, text)
     return text
+
+
+def _utc_text(epoch_seconds: int) -> str:
+    """The calendar date and time of ``epoch_seconds`` in integer arithmetic.
+
+    The wire format has no clock and imports no ``time``: the civil date of a
+    day number is Howard Hinnant's ``civil_from_days`` (the proleptic Gregorian
+    calendar in 400-year eras, which is what UTC dates are).
+    """
+    days, second_of_day = divmod(epoch_seconds, 86400)
+    days += 719468  # from 1970-01-01 to 0000-03-01, the start of an era's year
+    era = days // 146097
+    day_of_era = days - era * 146097
+    year_of_era = (day_of_era - day_of_era // 1460 + day_of_era // 36524 - day_of_era // 146096) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    shifted_month = (5 * day_of_year + 2) // 153  # 0 is March
+    day = day_of_year - (153 * shifted_month + 2) // 5 + 1
+    month = shifted_month + 3 if shifted_month < 10 else shifted_month - 9
+    year = year_of_era + era * 400 + (month <= 2)
+    hour, rest = divmod(second_of_day, 3600)
+    minute, second = divmod(rest, 60)
+    return f"{year:04d}{month:02d}{day:02d}T{hour:02d}{minute:02d}{second:02d}Z"
 
 
 def chunk_signature(

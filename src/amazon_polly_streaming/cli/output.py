@@ -45,7 +45,7 @@ class AudioOutput:
         else:
             self._file = self._open_temp(path)
         if fmt == "wav":
-            from ._wav import wav_header
+            from .wav import wav_header
 
             # A pipe cannot be rewound: stream the "unknown length" header.
             self._write(wav_header(sample_rate, None))
@@ -83,7 +83,7 @@ class AudioOutput:
             return
         try:
             if self.fmt == "wav":
-                from ._wav import wav_header
+                from .wav import wav_header
 
                 self._file.seek(0)
                 self._file.write(wav_header(self.sample_rate, self.size))
@@ -108,7 +108,7 @@ class Progress:
     """The status line on stderr (a terminal only) and the closing summary."""
 
     def __init__(self, enabled: bool, fmt: str, sample_rate: int) -> None:
-        from ._audio_clock import AudioClock
+        from .audio_clock import AudioClock
 
         self.enabled = enabled
         self.clock = AudioClock(fmt, sample_rate)

@@ -18,7 +18,7 @@ import h2.connection
 import h2.errors
 import h2.exceptions
 
-from .exceptions import ProtocolError, ReadTimeoutError
+from ..exceptions import ProtocolError, ReadTimeoutError
 
 __all__ = ["Stream", "StreamHost"]
 
