@@ -303,14 +303,17 @@ async def test_when_the_leader_fails_each_waiter_makes_its_own_call() -> None:
 
 @pytest.mark.all_loops
 async def test_cancelling_the_leader_does_not_fail_its_waiters() -> None:
-    cache = MemoryCache()
+    cache = MemoryCache(flight_timeout=30)
     async with serve({"cache": cache}, first_audio_delay=0.3) as (emulator, client):
         leader = asyncio.ensure_future(_speak(client))
         await emulator.wait_for(lambda: emulator.active_streams == 1, 5.0)
         waiters = [asyncio.ensure_future(_speak(client)) for _ in range(3)]
         await asyncio.sleep(0.05)  # the waiters joined the leader's flight
         leader.cancel()
+        loop = asyncio.get_running_loop()
+        cancelled = loop.time()
         results = await asyncio.gather(*waiters)
+        assert loop.time() - cancelled < 5  # told at once, not after flight_timeout
         with pytest.raises(asyncio.CancelledError):
             await leader
         assert all(audio for audio, _ in results)
@@ -326,12 +329,17 @@ async def test_a_waiter_that_is_cancelled_leaves_the_leader_alone() -> None:
         leader = asyncio.ensure_future(_speak(client))
         await emulator.wait_for(lambda: emulator.active_streams == 1, 5.0)
         waiter = asyncio.ensure_future(_speak(client))
+        other = asyncio.ensure_future(_speak(client))
         await asyncio.sleep(0.05)
         waiter.cancel()
         audio, call = await leader
         assert audio
         assert not call.cache_hit
+        replayed, shared = await other  # the other waiter still gets the leader's audio
+        assert replayed == audio
+        assert shared.cache_hit
         assert cache.stats().entries == 1
+        assert len(emulator.requests) == 1
 
 
 async def test_a_waiter_waits_at_most_flight_timeout() -> None:
