@@ -24,7 +24,7 @@ import redis.asyncio
 from amazon_polly_streaming import AdmissionTimeoutError, LimiterError, ThrottlingException
 from amazon_polly_streaming._aimd import AIMDLimit
 from amazon_polly_streaming._limit_scripts import keys
-from amazon_polly_streaming.limits import RedisLimiter
+from amazon_polly_streaming.limits import LimiterStats, RedisLimiter
 from redis_server import RedisServer
 from support import SENTENCE, Peak, collect, serve
 
@@ -454,3 +454,66 @@ async def test_processes_sharing_one_redis_never_exceed_the_limit_at_the_emulato
         peak = max(peak, open_now)
     assert peak == limit
     assert max(w for r in results for w in r["waits"]) > 0.05  # some really waited
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_the_limiter_command_shows_holders_by_process(
+    redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from amazon_polly_streaming.cli import main
+
+    async def take_two() -> None:
+        limiter = _limiter(redis_server, name="cli", limit=5)
+        await limiter.acquire()
+        (await limiter.acquire()).release("throttled")
+        await limiter.acquire()
+        await _settle(limiter)
+        await limiter.aclose()  # the leases stay in Redis until they expire
+
+    asyncio.run(take_two())
+    assert main(["limiter", "--redis", redis_server.url, "--name", "cli", "--limit", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "holders 2, waiting 0, effective limit 4, throttles 1" in out
+    assert f":{os.getpid()}" in out
+    assert main(["limiter", "--redis", redis_server.url, "--name", "cli", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["holders_by_process"] == {f"{os.uname().nodename}:{os.getpid()}": 2}
+    redis_server.kill()
+    assert main(["limiter", "--redis", redis_server.url, "--name", "cli"]) == 5
+    assert "does not answer" in capsys.readouterr().err
+    assert main(["limiter", "--redis", "http://x", "--name", "cli"]) == 2
+
+
+def test_the_blocking_helper_closes_the_limiters_connections_with_its_loop(redis_server: RedisServer) -> None:
+    from amazon_polly_streaming.emulator import Emulator
+    from amazon_polly_streaming.sync import synthesize
+    from support import KEY, SECRET, open_fds
+
+    limiter = _limiter(redis_server, limit=1)
+    with Emulator.start_in_thread(strict=True) as emulator:
+        fds = open_fds()
+        for _ in range(6):
+            audio = synthesize(
+                SENTENCE,
+                "Matthew",
+                region="us-east-1",
+                endpoint_url=emulator.endpoint_url,
+                verify=emulator.ca_file,
+                credentials=(KEY, SECRET),
+                limiter=limiter,
+            )
+            assert audio
+            # Released on Redis, not left to expire with the lease.
+            assert asyncio.run(_stats_and_close(limiter)).holders == 0
+        # Each loop's Redis connections were closed with it, not left to the garbage collector (the
+        # slack is the emulator thread, which may not have closed its end of the last connection yet).
+        assert open_fds() <= fds + 1
+
+
+async def _stats_and_close(limiter: RedisLimiter) -> LimiterStats:
+    try:
+        return await limiter.stats()
+    finally:
+        await limiter.aclose()

@@ -37,7 +37,10 @@ def channel(name: str) -> str:
     return f"polly-limiter:{{{name}}}:wake"
 
 
-# Shared by every script. ARGV[1] is always the configured limit (ceiling).
+# Shared by every script: ARGV[1] is always the configured limit (ceiling).
+# The scripts' bodies run through `guarded`: a key of the wrong type (garbage,
+# found by the WRONGTYPE error rather than four TYPE calls on every run) is
+# deleted and the body runs once more.
 _PRELUDE = """
 local holders, queue, waiting, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ceiling = tonumber(ARGV[1])
@@ -54,21 +57,39 @@ local function own(key, kind)
     redis.call('DEL', key)
   end
 end
-own(holders, 'zset'); own(queue, 'zset'); own(waiting, 'zset'); own(state, 'hash')
 
-redis.call('ZREMRANGEBYSCORE', holders, '-inf', now)
-redis.call('ZREMRANGEBYSCORE', holders, '(' .. horizon, '+inf')
-local gone = redis.call('ZRANGEBYSCORE', waiting, '-inf', now)
-for _, id in ipairs(gone) do
-  redis.call('ZREM', queue, id)
+local function guarded(body)
+  local ok, result = pcall(body)
+  if ok then
+    return result
+  end
+  local text = type(result) == 'table' and (result['err'] or '') or tostring(result)
+  if not string.find(text, 'WRONGTYPE', 1, true) then
+    error(result)
+  end
+  own(holders, 'zset'); own(queue, 'zset'); own(waiting, 'zset'); own(state, 'hash')
+  return body()
 end
-redis.call('ZREMRANGEBYSCORE', waiting, '-inf', now)
-redis.call('ZREMRANGEBYSCORE', waiting, '(' .. horizon, '+inf')
--- The head of the queue must be live waiters; others would block it for ever.
-for _, id in ipairs(redis.call('ZRANGE', queue, 0, ceiling)) do
-  if not redis.call('ZSCORE', waiting, id) then
+
+-- Expired leases leave; so do waiters that stopped polling, and tickets
+-- without a waiter at the head of the queue (they would block it for ever).
+local function sweep()
+  redis.call('ZREMRANGEBYSCORE', holders, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', holders, '(' .. horizon, '+inf')
+  if redis.call('ZCARD', queue) == 0 then
+    return 0
+  end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', waiting, '-inf', now)) do
     redis.call('ZREM', queue, id)
   end
+  redis.call('ZREMRANGEBYSCORE', waiting, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', waiting, '(' .. horizon, '+inf')
+  for _, id in ipairs(redis.call('ZRANGE', queue, 0, ceiling)) do
+    if not redis.call('ZSCORE', waiting, id) then
+      redis.call('ZREM', queue, id)
+    end
+  end
+  return redis.call('ZCARD', queue)
 end
 
 local function effective()
@@ -93,26 +114,34 @@ ACQUIRE = (
     _PRELUDE
     + """
 local id, lease, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local limit = math.floor(effective())
-if redis.call('ZSCORE', holders, id) then
-  redis.call('ZADD', holders, now + lease, id)
-  return {1, 0, redis.call('ZCARD', holders), limit}
-end
-local count = redis.call('ZCARD', holders)
-if not redis.call('ZSCORE', queue, id) then
-  local seq = counter('seq') + 1
-  redis.call('HSET', state, 'seq', seq)
-  redis.call('ZADD', queue, seq, id)
-end
-redis.call('ZADD', waiting, now + ttl, id)
-local rank = redis.call('ZRANK', queue, id)
-if count + rank < limit then
-  redis.call('ZREM', queue, id)
-  redis.call('ZREM', waiting, id)
-  redis.call('ZADD', holders, now + lease, id)
-  return {1, rank, count + 1, limit}
-end
-return {0, rank, count, limit}
+return guarded(function()
+  local queued = sweep()
+  local limit = math.floor(effective())
+  if redis.call('ZSCORE', holders, id) then
+    redis.call('ZADD', holders, now + lease, id)
+    return {1, 0, redis.call('ZCARD', holders), limit}
+  end
+  local count = redis.call('ZCARD', holders)
+  if queued == 0 and count < limit then
+    -- Nobody waits and there is room: straight in, no ticket.
+    redis.call('ZADD', holders, now + lease, id)
+    return {1, 0, count + 1, limit}
+  end
+  if not redis.call('ZSCORE', queue, id) then
+    local seq = counter('seq') + 1
+    redis.call('HSET', state, 'seq', seq)
+    redis.call('ZADD', queue, seq, id)
+  end
+  redis.call('ZADD', waiting, now + ttl, id)
+  local rank = redis.call('ZRANK', queue, id)
+  if count + rank < limit then
+    redis.call('ZREM', queue, id)
+    redis.call('ZREM', waiting, id)
+    redis.call('ZADD', holders, now + lease, id)
+    return {1, rank, count + 1, limit}
+  end
+  return {0, rank, count, limit}
+end)
 """
 )
 
@@ -122,22 +151,25 @@ RELEASE = (
     _PRELUDE
     + """
 local id, outcome, backoff = ARGV[2], ARGV[3], tonumber(ARGV[4])
-local held = redis.call('ZREM', holders, id)
-redis.call('ZREM', queue, id)
-redis.call('ZREM', waiting, id)
-if held == 1 then
-  local value = effective()
-  if outcome == 'throttled' then
-    redis.call('HSET', state, 'effective', tostring(math.max(1, value * backoff)))
-    redis.call('HSET', state, 'throttles', counter('throttles') + 1)
-  elseif outcome == 'success' then
-    redis.call('HSET', state, 'effective', tostring(math.min(ceiling, value + 1 / value)))
+return guarded(function()
+  local held = redis.call('ZREM', holders, id)
+  if redis.call('ZREM', queue, id) == 1 then
+    redis.call('ZREM', waiting, id)
   end
-end
-if redis.call('ZCARD', queue) > 0 then
-  redis.call('PUBLISH', ARGV[5], id)
-end
-return held
+  if held == 1 then
+    local value = effective()
+    if outcome == 'throttled' then
+      redis.call('HSET', state, 'effective', tostring(math.max(1, value * backoff)))
+      redis.call('HSET', state, 'throttles', counter('throttles') + 1)
+    elseif outcome == 'success' and value < ceiling then
+      redis.call('HSET', state, 'effective', tostring(math.min(ceiling, value + 1 / value)))
+    end
+  end
+  if sweep() > 0 then
+    redis.call('PUBLISH', ARGV[5], id)
+  end
+  return held
+end)
 """
 )
 
@@ -146,14 +178,17 @@ HEARTBEAT = (
     _PRELUDE
     + """
 local lease = tonumber(ARGV[2])
-local missing = 0
-for i = 3, #ARGV do
-  if not redis.call('ZSCORE', holders, ARGV[i]) then
-    missing = missing + 1
+return guarded(function()
+  sweep()
+  local missing = 0
+  for i = 3, #ARGV do
+    if not redis.call('ZSCORE', holders, ARGV[i]) then
+      missing = missing + 1
+    end
+    redis.call('ZADD', holders, now + lease, ARGV[i])
   end
-  redis.call('ZADD', holders, now + lease, ARGV[i])
-end
-return missing
+  return missing
+end)
 """
 )
 
@@ -161,6 +196,9 @@ return missing
 STATS = (
     _PRELUDE
     + """
-return {redis.call('ZRANGE', holders, 0, -1), redis.call('ZCARD', queue), tostring(effective()), counter('throttles')}
+return guarded(function()
+  local queued = sweep()
+  return {redis.call('ZRANGE', holders, 0, -1), queued, tostring(effective()), counter('throttles')}
+end)
 """
 )

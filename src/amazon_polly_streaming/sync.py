@@ -90,6 +90,10 @@ def iter_synthesize(text: str | Iterable[str], voice_id: str, **options: Any) ->
         try:
             loop.run_until_complete(generator.aclose())
             loop.run_until_complete(client.close())
+            closer = getattr(client.limiter, "aclose", None)
+            if closer is not None:
+                # A RedisLimiter's release of this call's permit runs on this loop: let it finish.
+                loop.run_until_complete(closer())
             if client.cache is not None:
                 # Its Redis connections belong to this loop, which ends here.
                 loop.run_until_complete(client.cache.aclose())

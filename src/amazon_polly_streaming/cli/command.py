@@ -5,6 +5,7 @@
     polly-stream say --local "Offline, from the bundled emulator." -o demo.mp3
     polly-stream emulator --port 8443
     polly-stream voices --language en-US
+    polly-stream limiter --redis redis://127.0.0.1:6379/0 --name polly-us-east-1
 
 Exit codes (each failure is one line on stderr):
 
@@ -127,6 +128,9 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "--language", type=_language, metavar="CODE", help="only voices that speak this language (e.g. en-US)"
     )
     voices.add_argument("--json", action="store_true", help="print JSON")
+    from .limiter import add_parser as add_limiter_parser
+
+    add_limiter_parser(commands)
     return parser, say
 
 
@@ -428,6 +432,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "voices":
         return _voices(args)
+    if args.command == "limiter":
+        from .limiter import run as limiter
+
+        return limiter(args)
     import asyncio
     import logging
 
