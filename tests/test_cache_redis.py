@@ -236,7 +236,8 @@ def test_the_url_password_is_never_shown() -> None:
 def test_polly_stream_say_with_cache_redis(redis_server: RedisServer, tmp_path: Path) -> None:
     from amazon_polly_streaming.emulator import Emulator
 
-    command = [str(Path(sys.executable).with_name("polly-stream"))]
+    script = Path(sys.executable).with_name("polly-stream")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "amazon_polly_streaming.cli"]
     with Emulator.start_in_thread(strict=True) as emulator:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(
