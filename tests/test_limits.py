@@ -200,7 +200,7 @@ async def test_stream_holds_a_permit_until_it_ends_and_metrics_say_how_long_it_w
         await first
         waited = await waiting
         assert waited is not None
-        assert waited >= 0.1
+        assert waited >= 0.09  # the loop's clock; uvloop's has millisecond steps
         assert (await limiter.stats()).holders == 0
 
 

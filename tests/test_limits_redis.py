@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 
-from amazon_polly_streaming import AdmissionTimeoutError, LimiterError, ThrottlingException
+from amazon_polly_streaming import AdmissionTimeoutError, ThrottlingException
 from amazon_polly_streaming._aimd import AIMDLimit
-from amazon_polly_streaming._limit_scripts import keys
 from amazon_polly_streaming.limits import LimiterStats, RedisLimiter
+from limiter_support import close_all, limiter_on, settle
 from redis_server import RedisServer
 from support import SENTENCE, Peak, collect, serve
 
@@ -32,25 +32,6 @@ pytestmark = pytest.mark.timeout(60)
 
 TESTS = Path(__file__).resolve().parent
 WORKER = TESTS / "fleet_worker.py"
-
-
-def _limiter(server: RedisServer, **options: object) -> RedisLimiter:
-    options.setdefault("limit", 2)
-    options.setdefault("name", "test")
-    return RedisLimiter(server.url, **options)  # type: ignore[arg-type]
-
-
-async def _settle(*limiters: RedisLimiter) -> None:
-    """Let background releases and leaves reach Redis."""
-    for limiter in limiters:
-        for link in list(limiter._links.values()):
-            if link.tasks:
-                await asyncio.wait(list(link.tasks), timeout=2)
-
-
-async def _close(*limiters: RedisLimiter) -> None:
-    for limiter in limiters:
-        await limiter.aclose()
 
 
 # ------------------------------------------------------------------ construction
@@ -79,7 +60,7 @@ def test_bad_arguments_fail_at_construction() -> None:
 async def test_admits_up_to_the_limit_across_processes_and_an_uncontended_stream_costs_one_round_trip(
     redis_server: RedisServer,
 ) -> None:
-    first, second = _limiter(redis_server), _limiter(redis_server)
+    first, second = limiter_on(redis_server), limiter_on(redis_server)
     a = await first.acquire()
     b = await second.acquire()
     assert a.wait < 0.5
@@ -94,24 +75,24 @@ async def test_admits_up_to_the_limit_across_processes_and_an_uncontended_stream
     c = await asyncio.wait_for(blocked, 2)
     for permit in (b, c):
         permit.release()
-    await _settle(first, second)
+    await settle(first, second)
     assert (await first.stats()).holders == 0
 
     # One script call to enter, one (off the stream's path) to leave.
     monitor = redis.asyncio.Redis.from_url(redis_server.url)
     before = await monitor.info("commandstats")
-    await _settle(first)
+    await settle(first)
     (await first.acquire()).release()
-    await _settle(first)
+    await settle(first)
     after = await monitor.info("commandstats")
     calls = after["cmdstat_evalsha"]["calls"] - before.get("cmdstat_evalsha", {"calls": 0})["calls"]
     assert calls == 2
     await monitor.aclose()
-    await _close(first, second)
+    await close_all(first, second)
 
 
 async def test_waiters_are_served_first_come_first_served_across_processes(redis_server: RedisServer) -> None:
-    limiters = [_limiter(redis_server, limit=1) for _ in range(3)]
+    limiters = [limiter_on(redis_server, limit=1) for _ in range(3)]
     held = await limiters[0].acquire()
     order: list[int] = []
 
@@ -129,11 +110,11 @@ async def test_waiters_are_served_first_come_first_served_across_processes(redis
     held.release()
     await asyncio.wait_for(asyncio.gather(*tasks), 20)
     assert order == list(range(6))
-    await _close(*limiters)
+    await close_all(*limiters)
 
 
 async def test_wait_is_bounded_by_wait_timeout(redis_server: RedisServer) -> None:
-    limiter = _limiter(redis_server, limit=1, wait_timeout=0.3, name="fleet-a")
+    limiter = limiter_on(redis_server, limit=1, wait_timeout=0.3, name="fleet-a")
     held = await limiter.acquire()
     started = time.monotonic()
     expected = r"RedisLimiter 'fleet-a' within 0\.\d s \(limit 1, effective 1, 1 held, 0 ahead"
@@ -142,15 +123,15 @@ async def test_wait_is_bounded_by_wait_timeout(redis_server: RedisServer) -> Non
     assert 0.3 <= time.monotonic() - started < 1.5
     assert caught.value.retry_safe
     assert caught.value.limit == "RedisLimiter 'fleet-a'"
-    await _settle(limiter)
+    await settle(limiter)
     assert (await limiter.stats()).waiters == 0  # it left the queue
     held.release()
-    await _close(limiter)
+    await close_all(limiter)
 
 
 @pytest.mark.all_loops
 async def test_cancellation_at_every_await_leaves_nothing_behind(redis_server: RedisServer) -> None:
-    limiter, other = _limiter(redis_server, limit=1), _limiter(redis_server, limit=1)
+    limiter, other = limiter_on(redis_server, limit=1), limiter_on(redis_server, limit=1)
     # Uncontended: cancelled before, during and after the script's round trip.
     for steps in range(60):
         task = asyncio.create_task(limiter.acquire())
@@ -159,7 +140,7 @@ async def test_cancellation_at_every_await_leaves_nothing_behind(redis_server: R
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             (await task).release()
-        await _settle(limiter)
+        await settle(limiter)
         stats = await other.stats()
         assert (stats.holders, stats.waiters) == (0, 0), steps
     # Contended: a cancelled waiter leaves the queue at once.
@@ -172,21 +153,21 @@ async def test_cancellation_at_every_await_leaves_nothing_behind(redis_server: R
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await _settle(limiter)
+        await settle(limiter)
         assert (await other.stats()).waiters == 0, steps
     held.release()
-    await _settle(other)
+    await settle(other)
     (await asyncio.wait_for(limiter.acquire(), 2)).release()
-    await _close(limiter, other)
+    await close_all(limiter, other)
 
 
 async def test_a_limiter_works_from_several_threads_and_loops(redis_server: RedisServer) -> None:
-    limiter = _limiter(redis_server, limit=2)
+    limiter = limiter_on(redis_server, limit=2)
     peak = Peak()
 
     async def two() -> None:
         await asyncio.gather(peak.hold(limiter, 5, 0.01), peak.hold(limiter, 5, 0.01))
-        await _settle(limiter)
+        await settle(limiter)
         await limiter.aclose()
 
     threads = [threading.Thread(target=asyncio.run, args=(two(),)) for _ in range(2)]
@@ -196,9 +177,9 @@ async def test_a_limiter_works_from_several_threads_and_loops(redis_server: Redi
     for thread in threads:
         await asyncio.to_thread(thread.join, 30)
     assert peak.peak == 2
-    check = _limiter(redis_server)
+    check = limiter_on(redis_server)
     assert (await check.stats()).holders == 0
-    await _close(check)
+    await close_all(check)
 
 
 # ------------------------------------------------------------------ leases
@@ -223,7 +204,7 @@ async def test_a_killed_process_frees_its_permits_within_the_lease(redis_server:
         line = await asyncio.wait_for(process.stdout.readline(), 20)
         assert line.startswith(b"held 2")
         await asyncio.sleep(lease)  # a heartbeat or two has run
-        limiter = _limiter(redis_server, lease_seconds=lease)
+        limiter = limiter_on(redis_server, lease_seconds=lease)
         assert (await limiter.stats()).holders == 2
         os.kill(process.pid, signal.SIGKILL)
         killed = time.monotonic()
@@ -231,7 +212,7 @@ async def test_a_killed_process_frees_its_permits_within_the_lease(redis_server:
         recovered = time.monotonic() - killed
         assert recovered <= lease + 1.5, recovered
         permit.release()
-        await _close(limiter)
+        await close_all(limiter)
     finally:
         if process.returncode is None:
             process.kill()
@@ -241,7 +222,7 @@ async def test_a_killed_process_frees_its_permits_within_the_lease(redis_server:
 async def test_a_holder_whose_lease_vanished_registers_again(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    limiter = _limiter(redis_server, lease_seconds=0.6)
+    limiter = limiter_on(redis_server, lease_seconds=0.6)
     permit = await limiter.acquire()
     monitor = redis.asyncio.Redis.from_url(redis_server.url)
     await monitor.flushall()  # as a Redis restarted empty, or a lease lost in a long pause
@@ -251,170 +232,38 @@ async def test_a_holder_whose_lease_vanished_registers_again(
     assert (await limiter.stats()).holders == 1
     assert "re-registered" in caplog.text
     permit.release()
-    await _settle(limiter)
+    await settle(limiter)
     assert (await limiter.stats()).holders == 0
     await monitor.aclose()
-    await _close(limiter)
-
-
-# ------------------------------------------------------------------ Redis trouble
-
-
-async def test_redis_down_from_the_start_falls_back_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
-    from redis_server import free_port
-
-    limiter = RedisLimiter(f"redis://127.0.0.1:{free_port()}/0", limit=8, name="x", fallback_limit=2)
-    with caplog.at_level(logging.WARNING, logger="amazon_polly_streaming"):
-        permits = [await asyncio.wait_for(limiter.acquire(), 2) for _ in range(2)]
-        third = asyncio.create_task(limiter.acquire())
-        await asyncio.sleep(0.1)
-        assert not third.done()  # the per-process share is 2
-        permits[0].release()
-        permits.append(await asyncio.wait_for(third, 2))
-    assert caplog.text.count("does not answer") == 1
-    stats = await limiter.stats()
-    assert stats.fallback_active
-    assert stats.fallbacks == 1
-    for permit in permits:
-        permit.release()
-    await _close(limiter)
-
-
-async def test_redis_killed_and_restarted_mid_run_fails_no_stream(
-    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    limiter = _limiter(redis_server, limit=3, lease_seconds=1.5, fallback_limit=2, redis_timeout=0.2)
-    failures: list[BaseException] = []
-    done = 0
-    stop = asyncio.Event()
-    async with serve({"limiter": limiter}) as (_, client):
-
-        async def worker() -> None:
-            nonlocal done
-            while not stop.is_set():
-                try:
-                    await collect(client)
-                    done += 1
-                except Exception as exc:
-                    failures.append(exc)
-
-        with caplog.at_level(logging.WARNING, logger="amazon_polly_streaming"):
-            workers = [asyncio.create_task(worker()) for _ in range(4)]
-            await asyncio.sleep(0.5)
-            redis_server.kill()
-            await asyncio.sleep(1.5)
-            assert (await limiter.stats()).fallback_active
-            await asyncio.to_thread(redis_server.restart)
-            await asyncio.sleep(2.0)
-            stop.set()
-            await asyncio.gather(*workers)
-        assert not failures, failures
-        assert done > 10
-        stats = await limiter.stats()
-        assert not stats.fallback_active
-        assert stats.fallbacks == 1
-        assert caplog.text.count("does not answer") == 1
-        assert "answers again" in caplog.text
-    await _settle(limiter)
-    assert (await limiter.stats()).holders == 0
-    await _close(limiter)
-
-
-async def test_a_frozen_redis_is_a_short_timeout_then_the_fallback(redis_server: RedisServer) -> None:
-    limiter = _limiter(redis_server, redis_timeout=0.2)
-    (await limiter.acquire()).release()
-    await _settle(limiter)
-    assert redis_server.process is not None
-    os.kill(redis_server.process.pid, signal.SIGSTOP)
-    try:
-        started = time.monotonic()
-        permit = await asyncio.wait_for(limiter.acquire(), 5)
-        assert time.monotonic() - started < 1.0
-        assert (await limiter.stats()).fallback_active
-        permit.release()
-    finally:
-        os.kill(redis_server.process.pid, signal.SIGCONT)
-    await asyncio.sleep(1.1)  # the next probe is due
-    permit = await limiter.acquire()
-    assert permit.local is None  # shared again
-    permit.release()
-    await _close(limiter)
-
-
-async def test_a_refused_password_is_a_clear_error_not_a_fallback(tmp_path: Path) -> None:
-    from redis_server import redis_binary
-
-    if redis_binary() is None:
-        pytest.skip("redis-server not installed")
-    server = RedisServer(tmp_path, password="s3cret-pw")
-    server.start()
-    try:
-        for url in (server.url.replace("s3cret-pw", "wrong-pw"), server.url.replace(":s3cret-pw@", "")):
-            limiter = RedisLimiter(url, limit=2, name="x")
-            started = time.monotonic()
-            with pytest.raises(LimiterError, match="refused") as caught:
-                await limiter.acquire()
-            assert time.monotonic() - started < 2
-            assert "pw" not in str(caught.value)
-            assert not caught.value.retryable
-            await _close(limiter)
-        good = RedisLimiter(server.url, limit=2, name="x")
-        (await good.acquire()).release()
-        await _close(good)
-    finally:
-        server.kill()
-
-
-async def test_garbage_in_the_limiters_keys_is_cleared(redis_server: RedisServer) -> None:
-    holders, queue, waiting, state = keys("test")
-    monitor = redis.asyncio.Redis.from_url(redis_server.url)
-    await monitor.set(holders, "not a sorted set")
-    await monitor.hset(queue, "x", "y")
-    await monitor.zadd(waiting, {"ghost": 1e300})
-    await monitor.rpush(state, "a list")
-    limiter = _limiter(redis_server)
-    permits = [await asyncio.wait_for(limiter.acquire(), 2) for _ in range(2)]
-    await monitor.hset(state, mapping={"effective": "banana", "seq": "NaN", "throttles": "-4"})
-    await monitor.zadd(queue, {"stranger": 0})  # queued without a waiter: must not block anyone
-    await monitor.zadd(holders, {"far-future": 1e15})  # a lease nobody could have written
-    permits[0].release()
-    permits.append(await asyncio.wait_for(limiter.acquire(), 3))
-    stats = await limiter.stats()
-    assert (stats.holders, stats.effective_limit, stats.throttles) == (2, 2, 0)
-    for permit in permits[1:]:
-        permit.release("throttled")
-    await _settle(limiter)
-    assert (await limiter.stats()).throttles == 2
-    await monitor.aclose()
-    await _close(limiter)
+    await close_all(limiter)
 
 
 # ------------------------------------------------------------------ AIMD, shared
 
 
 async def test_the_fleet_limit_follows_the_aimd_rule_on_the_server(redis_server: RedisServer) -> None:
-    first, second = _limiter(redis_server, limit=10), _limiter(redis_server, limit=10)
+    first, second = limiter_on(redis_server, limit=10), limiter_on(redis_server, limit=10)
     model = AIMDLimit(10)
     outcomes = ["throttled"] * 3 + ["success"] * 4 + ["throttled"] + ["success"] * 40
     for n, outcome in enumerate(outcomes):
         limiter = (first, second)[n % 2]
         (await limiter.acquire()).release(outcome)
-        await _settle(limiter)
+        await settle(limiter)
         getattr(model, "on_throttle" if outcome == "throttled" else "on_success")()
         assert (await first.stats()).effective_limit == model.effective, n
     assert model.effective == 10
-    await _close(first, second)
+    await close_all(first, second)
 
 
 async def test_a_throttled_stream_shrinks_the_fleets_limit(redis_server: RedisServer) -> None:
-    limiter = _limiter(redis_server, limit=5)
+    limiter = limiter_on(redis_server, limit=5)
     async with serve({"limiter": limiter}) as (_, client):
         with pytest.raises(ThrottlingException):
             await collect(client, "{{fault:throttling}} " + SENTENCE)
-        await _settle(limiter)
+        await settle(limiter)
         stats = await limiter.stats()
         assert (stats.effective_limit, stats.throttles, stats.holders) == (4, 1, 0)
-    await _close(limiter)
+    await close_all(limiter)
 
 
 # ------------------------------------------------------------------ a fleet of processes
@@ -465,11 +314,11 @@ def test_the_limiter_command_shows_holders_by_process(
     from amazon_polly_streaming.cli import main
 
     async def take_two() -> None:
-        limiter = _limiter(redis_server, name="cli", limit=5)
+        limiter = limiter_on(redis_server, name="cli", limit=5)
         await limiter.acquire()
         (await limiter.acquire()).release("throttled")
         await limiter.acquire()
-        await _settle(limiter)
+        await settle(limiter)
         await limiter.aclose()  # the leases stay in Redis until they expire
 
     asyncio.run(take_two())
@@ -491,7 +340,7 @@ def test_the_blocking_helper_closes_the_limiters_connections_with_its_loop(redis
     from amazon_polly_streaming.sync import synthesize
     from support import KEY, SECRET, open_fds
 
-    limiter = _limiter(redis_server, limit=1)
+    limiter = limiter_on(redis_server, limit=1)
     with Emulator.start_in_thread(strict=True) as emulator:
         fds = open_fds()
         for _ in range(6):
@@ -506,13 +355,13 @@ def test_the_blocking_helper_closes_the_limiters_connections_with_its_loop(redis
             )
             assert audio
             # Released on Redis, not left to expire with the lease.
-            assert asyncio.run(_stats_and_close(limiter)).holders == 0
+            assert asyncio.run(_stats_andclose_all(limiter)).holders == 0
         # Each loop's Redis connections were closed with it, not left to the garbage collector (the
         # slack is the emulator thread, which may not have closed its end of the last connection yet).
         assert open_fds() <= fds + 1
 
 
-async def _stats_and_close(limiter: RedisLimiter) -> LimiterStats:
+async def _stats_andclose_all(limiter: RedisLimiter) -> LimiterStats:
     try:
         return await limiter.stats()
     finally:

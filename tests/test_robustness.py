@@ -29,6 +29,7 @@ from amazon_polly_streaming import PollyStreamingClient, RetryPolicy
 from amazon_polly_streaming.credentials import Credentials
 from amazon_polly_streaming.emulator import Emulator, Fault
 from amazon_polly_streaming.exceptions import (
+    AdmissionTimeoutError,
     AuthenticationError,
     ConnectError,
     ConnectionLostError,
@@ -37,6 +38,7 @@ from amazon_polly_streaming.exceptions import (
     EventStreamError,
     HTTPStatusError,
     IncompleteStreamError,
+    LimiterError,
     PollyStreamingError,
     PoolTimeoutError,
     ProtocolError,
@@ -713,6 +715,8 @@ def _retry_cases() -> Iterator[Any]:
     ):
         yield case(transport("failed"), transport.__name__)
     yield case(StreamResetError("reset", error_code=2), "StreamResetError")
+    yield case(AdmissionTimeoutError("LocalLimiter(6)", 30.0), "AdmissionTimeoutError")
+    yield case(LimiterError("refused"), "LimiterError")
 
 
 @pytest.mark.parametrize("error", list(_retry_cases()))

@@ -1,0 +1,322 @@
+"""One event loop's part of a ``RedisLimiter``: its Redis client, waiters, permits and background tasks.
+
+A ``redis.asyncio`` client and its pool belong to one event loop, so a limiter
+keeps one ``LoopLink`` per loop it is used on. Here live the waiting loop
+(a script call, then a pub/sub wake-up or the safety poll), the heartbeat that
+renews this loop's leases, and the releases, each in a task of its own so
+that a caller's cancellation never cuts a command whose effect on the server
+is unknown: a cancelled acquire's "leave" goes out only after its script
+call completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from ._admission import NEUTRAL, THROTTLED
+from ._aimd import BACKOFF
+from ._limit_scripts import ACQUIRE, HEARTBEAT, RELEASE, STATS
+from .exceptions import AdmissionTimeoutError, LimiterError
+
+if TYPE_CHECKING:
+    from ._redis_limiter import RedisLimiter
+    from .limits import LocalPermit
+
+__all__ = ["PROBE_INTERVAL", "SAFETY_POLL", "WAITER_TTL", "Down", "LoopLink", "RedisPermit"]
+
+logger = logging.getLogger("amazon_polly_streaming")
+
+#: A waiter re-checks its place at least this often, even with no wake-up
+#: (a lease that expired publishes nothing). Seconds.
+SAFETY_POLL = 1.0
+#: A waiter that stops polling (its process died) leaves the queue after this.
+WAITER_TTL = 3.0
+#: While on the fallback share, how often Redis is tried again.
+PROBE_INTERVAL = 1.0
+
+
+class Down(Exception):
+    """Redis did not answer (internal: the caller falls back)."""
+
+
+class RedisPermit:
+    """A permit of a :class:`RedisLimiter` (on the fallback share when ``local`` is set)."""
+
+    __slots__ = ("_link", "id", "local", "released", "wait")
+
+    def __init__(self, link: LoopLink, permit_id: str, wait: float, local: LocalPermit | None = None) -> None:
+        self._link = link
+        self.id = permit_id
+        self.wait = wait
+        self.local = local
+        self.released = False
+
+    def __repr__(self) -> str:
+        return f"<RedisPermit {self.id} {'released' if self.released else 'held'}>"
+
+    def release(self, outcome: str = NEUTRAL) -> None:
+        if self.released:
+            return
+        self.released = True
+        if self.local is not None:
+            self.local.release(outcome)
+        self._link.release(self, outcome)
+
+
+def _misconfigured(exc: BaseException) -> bool:
+    """Redis answered and refused us: a person has to fix the URL, password or ACL."""
+    import redis.exceptions as errors
+
+    refused: tuple[type[BaseException], ...] = (
+        errors.AuthenticationError,
+        errors.AuthenticationWrongNumberOfArgsError,
+        errors.NoPermissionError,
+    )
+    authorization = getattr(errors, "AuthorizationError", None)  # redis-py 6+
+    if authorization is not None:
+        refused += (authorization,)
+    if isinstance(exc, refused):
+        return True
+    text = str(exc)
+    return isinstance(exc, errors.ResponseError) and text.startswith(("NOAUTH", "WRONGPASS", "NOPERM", "DB index"))
+
+
+class LoopLink:
+    """The limiter on one event loop: its Redis client, waiters, permits and background tasks."""
+
+    def __init__(self, limiter: RedisLimiter, loop: asyncio.AbstractEventLoop) -> None:
+        import redis.asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self.limiter = limiter
+        self.loop = loop
+        timeout = limiter.redis_timeout
+        # No retries inside redis-py: a command that fails is reported at
+        # once, and the limiter decides (fall back, or try at the next poll).
+        self.client = redis.asyncio.Redis.from_url(
+            limiter._url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        self.acquire_script = self.client.register_script(ACQUIRE)
+        self.release_script = self.client.register_script(RELEASE)
+        self.heartbeat_script = self.client.register_script(HEARTBEAT)
+        self.stats_script = self.client.register_script(STATS)
+        self.lease_ms = round(limiter.lease_seconds * 1000)
+        self.waiters: set[asyncio.Event] = set()
+        self.permits: dict[str, RedisPermit] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.listener: asyncio.Task[None] | None = None
+        self.heartbeat: asyncio.Task[None] | None = None
+        #: Set when the last permit of this loop is released: the heartbeat stops at once.
+        self.idle = asyncio.Event()
+
+    async def call(self, script: Callable[..., Awaitable[Any]], args: list[Any]) -> Any:
+        """Run one script, bounded; ``Down`` when Redis does not answer, ``LimiterError`` when it refuses."""
+        import redis.exceptions
+
+        limiter = self.limiter
+        try:
+            # Connect and command each have redis_timeout; this bounds both together.
+            async with asyncio.timeout(limiter.redis_timeout * 2):
+                return await script(keys=limiter._keys, args=args)
+        except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
+            if _misconfigured(exc):
+                raise LimiterError(
+                    f"RedisLimiter {limiter.name!r}: Redis at {limiter._where} refused us ({type(exc).__name__}: "
+                    f"{exc}); check the URL's password and the user's ACL"
+                ) from None
+            raise Down(str(exc) or type(exc).__name__) from exc
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
+        """Run ``coroutine`` in a task of its own: a caller's cancellation does not stop it."""
+        if self.loop.is_closed():
+            coroutine.close()
+            return None
+        task = self.loop.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    # ------------------------------------------------------------ acquire
+
+    async def wait_turn(self, permit_id: str, started: float) -> RedisPermit:
+        limiter = self.limiter
+        loop = self.loop
+        deadline = started + limiter.wait_timeout
+        args = [limiter.limit, permit_id, self.lease_ms, round(WAITER_TTL * 1000)]
+        event = asyncio.Event()
+        self.waiters.add(event)
+        try:
+            while True:
+                event.clear()
+                granted, rank, holders, effective = await self._shielded_acquire(permit_id, args)
+                if granted:
+                    permit = RedisPermit(self, permit_id, loop.time() - started)
+                    self.hold(permit)
+                    return permit
+                self.ensure_listener()
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    self.spawn(self.leave(permit_id))
+                    waited = loop.time() - started
+                    raise AdmissionTimeoutError(
+                        f"RedisLimiter {limiter.name!r}",
+                        waited,
+                        f"limit {limiter.limit}, effective {effective}, {holders} held, {rank} ahead of it",
+                    )
+                try:
+                    async with asyncio.timeout(min(SAFETY_POLL, remaining)):
+                        await event.wait()
+                except TimeoutError:
+                    pass
+        except Down:
+            self.spawn(self.leave(permit_id))
+            raise
+        except asyncio.CancelledError:
+            self.spawn(self.leave(permit_id))
+            raise
+        finally:
+            self.waiters.discard(event)
+            if not self.waiters and self.listener is not None:
+                # Nobody left to wake; a busy fleet keeps its waiters and so its subscription.
+                self.listener.cancel()
+                self.listener = None
+
+    async def _shielded_acquire(self, permit_id: str, args: list[Any]) -> list[int]:
+        # The script runs in its own task: when the caller is cancelled the
+        # command still completes (it may have run on the server anyway), and
+        # only then does the leave go out, so it cannot overtake the grant.
+        task = self.spawn(self.call(self.acquire_script, args))
+        if task is None:
+            raise Down("the event loop is closed")
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(lambda _: self.spawn(self.leave(permit_id)))
+            raise
+
+    async def leave(self, permit_id: str) -> None:
+        # On failure the waiter's own lease (WAITER_TTL) takes it out of the queue.
+        with contextlib.suppress(Down, LimiterError):
+            await self.call(self.release_script, self._release_args(permit_id, NEUTRAL))
+
+    # ------------------------------------------------------------ holding
+
+    def hold(self, permit: RedisPermit) -> None:
+        self.permits[permit.id] = permit
+        self.idle.clear()
+        if self.heartbeat is None:
+            self.heartbeat = self.loop.create_task(self._beat(), name="polly-limiter-heartbeat")
+
+    def release(self, permit: RedisPermit, outcome: str) -> None:
+        self.permits.pop(permit.id, None)
+        if not self.permits:
+            self.idle.set()
+        if outcome == THROTTLED:
+            self.limiter.throttles_seen += 1
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self.spawn(self._release(permit.id, outcome))
+        elif not self.loop.is_closed():
+            # Released from another thread: the loop that owns the client does it.
+            self.loop.call_soon_threadsafe(lambda: self.spawn(self._release(permit.id, outcome)))
+
+    def _release_args(self, permit_id: str, outcome: str) -> list[Any]:
+        return [self.limiter.limit, permit_id, outcome, BACKOFF, self.limiter._channel]
+
+    async def _release(self, permit_id: str, outcome: str) -> None:
+        try:
+            await self.call(self.release_script, self._release_args(permit_id, outcome))
+        except (Down, LimiterError) as exc:
+            logger.debug("RedisLimiter %r: release not recorded (%s); its lease expires", self.limiter.name, exc)
+        # Waiters of this loop need not wait for the pub/sub echo.
+        for event in self.waiters:
+            event.set()
+
+    async def _beat(self) -> None:
+        limiter = self.limiter
+        try:
+            while self.permits:
+                interval = limiter.lease_seconds / 3
+                if limiter._fallback_active:
+                    interval = min(interval, PROBE_INTERVAL)
+                try:
+                    async with asyncio.timeout(interval):
+                        await self.idle.wait()
+                except TimeoutError:
+                    pass
+                ids = list(self.permits)
+                if not ids:
+                    break
+                try:
+                    missing = await self.call(self.heartbeat_script, [limiter.limit, self.lease_ms, *ids])
+                except Down as exc:
+                    limiter._went_down(exc)
+                    continue
+                except LimiterError as exc:
+                    logger.error("%s", exc)
+                    continue
+                limiter._came_back()
+                if missing:
+                    logger.info(
+                        "RedisLimiter %r: %d permits re-registered (Redis restarted or this process paused)",
+                        limiter.name,
+                        missing,
+                    )
+                for permit_id in ids:
+                    if permit_id not in self.permits:
+                        # Released while the heartbeat was in flight: it may have re-added it.
+                        self.spawn(self._release(permit_id, NEUTRAL))
+        finally:
+            self.heartbeat = None
+
+    # ------------------------------------------------------------ wake-ups
+
+    def ensure_listener(self) -> None:
+        if self.listener is None:
+            self.listener = self.loop.create_task(self._listen(), name="polly-limiter-wakeups")
+
+    async def _listen(self) -> None:
+        """Wake this loop's waiters on every release published; cancelled when the last waiter goes."""
+        import redis.exceptions
+
+        while True:
+            pubsub = self.client.pubsub()
+            try:
+                async with asyncio.timeout(self.limiter.redis_timeout * 2):
+                    await pubsub.subscribe(self.limiter._channel)
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=SAFETY_POLL)
+                    if message is not None:
+                        for event in self.waiters:
+                            event.set()
+            except (redis.exceptions.RedisError, OSError, TimeoutError):
+                # The waiters poll meanwhile; subscribe again a little later.
+                await asyncio.sleep(SAFETY_POLL)
+            finally:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self.limiter.redis_timeout):
+                        await pubsub.aclose()
+
+    # ------------------------------------------------------------ closing
+
+    async def aclose(self) -> None:
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=self.limiter.redis_timeout * 4)
+        for task in (self.listener, self.heartbeat, *self.tasks):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (self.listener, self.heartbeat) if t is not None), return_exceptions=True)
+        with contextlib.suppress(Exception):  # closing is best-effort
+            await self.client.aclose()
