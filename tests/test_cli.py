@@ -4,74 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import io
 import json
 import os
 import pty
-import shutil
 import signal
 import subprocess
-import sys
 import termios
 import time
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from amazon_polly_streaming.emulator import Emulator, EmulatorThread
+from amazon_polly_streaming.emulator import EmulatorThread
+from cli_support import cli_env as _env
+from cli_support import command as _command
+from cli_support import duration, run
+from cli_support import emulator as emulator  # the module-scoped fixture
 from support import KEY, SECRET
 
 pytestmark = pytest.mark.timeout(60)
-soundfile = pytest.importorskip("soundfile")
-
-
-def _command() -> list[str]:
-    script = Path(sys.executable).parent / "polly-stream"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("polly-stream")
-    return [found] if found else [sys.executable, "-m", "amazon_polly_streaming.cli"]
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorThread]:
-    with Emulator.start_in_thread(strict=True) as running:
-        yield running
-
-
-def _env(emulator: EmulatorThread | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1")
-    if emulator is not None:
-        env.update(AWS_ENDPOINT_URL_POLLY=emulator.endpoint_url, AWS_CA_BUNDLE=emulator.ca_file)
-    env.update(extra)
-    return env
-
-
-def run(args: list[str], emulator: EmulatorThread | None, *, stdin: bytes | None = None, **env: str) -> Any:
-    return subprocess.run(
-        _command() + args,
-        input=stdin if stdin is not None else b"",
-        capture_output=True,
-        env=_env(emulator, **env),
-        timeout=60,
-        check=False,
-    )
-
-
-def _duration(data: bytes) -> float:
-    samples, rate = soundfile.read(io.BytesIO(data))
-    return float(len(samples) / rate)
+pytest.importorskip("soundfile")
 
 
 def test_say_to_a_file(emulator: EmulatorThread, tmp_path: Path) -> None:
     out = tmp_path / "hello.mp3"
     result = run(["say", "Hello", "from", "the", "command", "line.", "-o", str(out)], emulator)
     assert result.returncode == 0, result.stderr
-    assert 1.0 < _duration(out.read_bytes()) < 6.0
+    assert 1.0 < duration(out.read_bytes()) < 6.0
     assert str(out) in result.stderr.decode()
     assert "first audio after" in result.stderr.decode()
     assert run(["say", "Quiet.", "-o", str(out), "-q"], emulator).stderr == b""
@@ -80,9 +41,9 @@ def test_say_to_a_file(emulator: EmulatorThread, tmp_path: Path) -> None:
 def test_say_to_stdout_when_piped(emulator: EmulatorThread) -> None:
     result = run(["say", "Piped", "audio.", "--format", "ogg_vorbis", "-q"], emulator)
     assert result.returncode == 0, result.stderr
-    assert _duration(result.stdout) > 0.5
+    assert duration(result.stdout) > 0.5
     dash = run(["say", "Dash.", "-o", "-", "-q"], emulator)
-    assert _duration(dash.stdout) > 0.3
+    assert duration(dash.stdout) > 0.3
 
 
 def test_wav_has_a_valid_header(emulator: EmulatorThread, tmp_path: Path) -> None:
@@ -94,7 +55,7 @@ def test_wav_has_a_valid_header(emulator: EmulatorThread, tmp_path: Path) -> Non
         assert wav.getnframes() * 2 == out.stat().st_size - 44
     piped = run(["say", "A piped wave.", "--format", "wav", "-q"], emulator)
     assert piped.stdout[:4] == b"RIFF"
-    assert _duration(piped.stdout) > 0.3  # the streaming header decodes too
+    assert duration(piped.stdout) > 0.3  # the streaming header decodes too
 
 
 def test_stdin_streams_into_one_stream_and_speaks_before_it_ends(emulator: EmulatorThread, tmp_path: Path) -> None:
@@ -122,14 +83,14 @@ def test_stdin_streams_into_one_stream_and_speaks_before_it_ends(emulator: Emula
         "Once upon a time there was a slow producer.\n",
         "It wrote one more line, much later.\n",
     ]
-    assert _duration(out.read_bytes()) > 2.0
+    assert duration(out.read_bytes()) > 2.0
 
 
 def test_local_runs_offline(tmp_path: Path) -> None:
     out = tmp_path / "demo.mp3"
     result = run(["say", "--local", "An offline demo.", "-o", str(out)], None)
     assert result.returncode == 0, result.stderr
-    assert _duration(out.read_bytes()) > 0.5
+    assert duration(out.read_bytes()) > 0.5
 
 
 def test_exit_codes_and_one_line_errors(emulator: EmulatorThread, tmp_path: Path) -> None:
@@ -336,7 +297,7 @@ def test_a_terminal_session_ends_with_ctrl_d(emulator: EmulatorThread, tmp_path:
         process.kill()
         process.wait()
         os.close(terminal)
-    assert _duration(out.read_bytes()) > 0.5
+    assert duration(out.read_bytes()) > 0.5
 
 
 # ------------------------------------------------------------------ failures and exit codes
@@ -541,7 +502,7 @@ def test_stdin_from_a_file_and_an_output_that_is_a_folder(emulator: EmulatorThre
         "A line read from a file.\n",
         "And one without a newline at the end.",
     ]
-    assert _duration(out.read_bytes()) > 1.0
+    assert duration(out.read_bytes()) > 1.0
     folder = run(["say", "Hello.", "-o", str(tmp_path)], emulator)
     assert folder.returncode == 2
     assert f"cannot write {tmp_path}: it is a folder" in folder.stderr.decode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import ssl
 from collections.abc import Callable, Sequence
@@ -27,6 +28,8 @@ from emulator_signing import BEFORE_MIDNIGHT, KEY, ChainSigner, amz_date, signed
 
 pytestmark = pytest.mark.timeout(60)
 REFUSED_STREAM = 0x7
+#: HTTP/2's initial stream window (RFC 9113 6.9.2), which the emulator keeps.
+STREAM_WINDOW = 65535
 
 
 def _inner(event_type: str, body: dict[str, Any]) -> bytes:
@@ -71,6 +74,8 @@ class RawClient:
         )
         self.responses: dict[int, Response] = {}
         self.eof = False
+        #: Flow-controlled bytes received and not yet handed back, per stream (``until(ack=False)``).
+        self.unacked: dict[int, int] = {}
         self.h2.initiate_connection()
         self.flush()
 
@@ -101,7 +106,13 @@ class RawClient:
         """A graceful GOAWAY, written past h2 (which would stop this side sending anything more)."""
         self.writer.write(GoAwayFrame(0, last_stream_id=0, error_code=0).serialize())
 
-    async def until(self, done: Callable[[], bool], timeout: float = 10.0) -> None:
+    async def until(self, done: Callable[[], bool], timeout: float = 10.0, *, ack: bool = True) -> None:
+        """Read frames until ``done()``; ``ack=False`` keeps the window shut (a client that never reads)."""
+        if ack:
+            for stream_id, size in self.unacked.items():
+                self.h2.acknowledge_received_data(size, stream_id)
+            self.unacked.clear()
+            self.flush()
         async with asyncio.timeout(timeout):
             while not done() and not self.eof:
                 data = await self.reader.read(65536)
@@ -117,7 +128,11 @@ class RawClient:
                         response.status = int(response.headers[b":status"])
                     elif isinstance(event, h2.events.DataReceived):
                         response.data += event.data or b""
-                        self.h2.acknowledge_received_data(event.flow_controlled_length or 0, event.stream_id or 0)
+                        size, stream_id = event.flow_controlled_length or 0, event.stream_id or 0
+                        if ack:
+                            self.h2.acknowledge_received_data(size, stream_id)
+                        else:
+                            self.unacked[stream_id] = self.unacked.get(stream_id, 0) + size
                     elif isinstance(event, h2.events.StreamEnded):
                         response.ended = True
                     elif isinstance(event, h2.events.StreamReset):
@@ -300,5 +315,79 @@ async def test_a_close_with_no_text_before_it_closes_the_stream_at_once() -> Non
             response = client.responses[stream]
             await client.until(lambda: response.ended or response.reset is not None, timeout=2.0)
             assert response.last() == ("StreamClosedEvent", {"RequestCharacters": 0})
+        finally:
+            client.close()
+
+
+# ------------------------------------------------------------------ flow control of the request's text
+
+
+def _window_at_least(client: RawClient, stream_id: int, size: int) -> bool:
+    return bool(client.h2.local_flow_control_window(stream_id) >= size)
+
+
+@pytest.mark.all_loops
+async def test_text_sent_by_a_client_that_never_reads_its_audio_backs_up() -> None:
+    # RFC 9113 5.2: window credit for the request's DATA comes back as the session takes the text, not
+    # as it arrives; a session blocked on audio its client does not read takes none, so the client's
+    # send backs up at about one stream window instead of the emulator buffering all it is sent.
+    async with Emulator(audio="tone", clock=lambda: BEFORE_MIDNIGHT) as emulator:
+        fields, seed = signed_request(authority=_authority(emulator), params={"x-amzn-outputformat": "mulaw"})
+        signer = ChainSigner(seed)
+        text = {"Text": "Hello. "}
+        client = await RawClient.connect(emulator)
+        try:
+            stream = client.request(fields, end=False)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 1.0
+            sent = events = 0
+            envelope = signer.sign(_inner("TextEvent", text), BEFORE_MIDNIGHT * 1000)
+            while loop.time() < deadline and sent < 8 * 1024 * 1024:
+                if client.h2.local_flow_control_window(stream) >= len(envelope):
+                    client.send(stream, envelope, end=False)
+                    await client.writer.drain()
+                    sent, events = sent + len(envelope), events + 1
+                    envelope = signer.sign(_inner("TextEvent", text), BEFORE_MIDNIGHT * 1000)
+                    continue
+                with contextlib.suppress(TimeoutError):  # window updates, if any; the audio stays unread
+                    opened = functools.partial(_window_at_least, client, stream, len(envelope))
+                    await client.until(opened, 0.1, ack=False)
+            assert sent < STREAM_WINDOW + 16 * 1024, f"{sent} bytes of text accepted from a client that reads nothing"
+            # The connection has room for another stream's text while this one holds its window.
+            other_fields, other_seed = signed_request(authority=_authority(emulator))
+            meanwhile = [(BEFORE_MIDNIGHT, {"Text": "Meanwhile."})]
+            other = client.request(other_fields, body(ChainSigner(other_seed), meanwhile, BEFORE_MIDNIGHT))
+            assert (await client.finished(other)).last() == ("StreamClosedEvent", {"RequestCharacters": 10})
+            # Once the client reads its audio the session takes the rest: nothing was lost.
+            rest = envelope + body(signer, [], BEFORE_MIDNIGHT)  # the envelope signed last, then the close
+            events += 1
+            await client.until(functools.partial(_window_at_least, client, stream, len(rest)))
+            client.send(stream, rest)
+            response = await client.finished(stream)
+            assert response.last() == ("StreamClosedEvent", {"RequestCharacters": events * len(text["Text"])})
+        finally:
+            client.close()
+        assert len(emulator.requests[0].texts) == events
+
+
+async def test_one_envelope_larger_than_the_stream_window_still_arrives_whole() -> None:
+    # Credit for part of an envelope comes back while the session waits for input: an envelope larger
+    # than the window (no client of ours sends one) is decoded and answered, not left to the idle limit.
+    async with Emulator(audio="tone", clock=lambda: BEFORE_MIDNIGHT, idle_timeout=3.0) as emulator:
+        fields, seed = signed_request(authority=_authority(emulator))
+        data = body(
+            ChainSigner(seed), [(BEFORE_MIDNIGHT, {"Text": "x" * 300, "Padding": " " * 90_000})], BEFORE_MIDNIGHT
+        )
+        assert len(data) > STREAM_WINDOW + 16384
+        client = await RawClient.connect(emulator)
+        try:
+            stream = client.request(fields, end=False)
+            while data:
+                await client.until(functools.partial(_window_at_least, client, stream, 1), 2.0)
+                size = min(len(data), client.h2.local_flow_control_window(stream), 16384)
+                client.send(stream, data[:size], end=size == len(data))
+                data = data[size:]
+            response = await client.finished(stream)
+            assert response.last() == ("StreamClosedEvent", {"RequestCharacters": 300})
         finally:
             client.close()

@@ -11,13 +11,16 @@ Exit codes (each failure is one line on stderr):
 
 * 0 done
 * 1 unexpected error (a bug: please report it)
-* 2 usage: a bad option or value, nothing to say, a missing ``--ca-bundle``
+* 2 usage: a bad option or value, nothing to say (stdin closed too), a missing ``--ca-bundle``
   file, an output folder that does not exist; found before any network I/O
 * 3 credentials missing or refused
 * 4 Polly said no (a service error such as ``ThrottlingException``)
 * 5 transport failure (network, TLS, timeout, a stream cut short)
 * 6 the audio could not be written (disk full, a closed pipe)
 * 130 interrupted (Ctrl-C); no partial file is left behind
+* 128 + N stopped by signal N: 129 SIGHUP, 143 SIGTERM (``timeout``, systemd,
+  ``docker stop``); no partial file either. A signal the process was started
+  with ignored (``nohup``) stays ignored.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ EXIT_INTERRUPTED = 130
 
 _EXIT_CODES = (
     "Exit codes: 0 ok, 1 unexpected error, 2 usage (bad option or value, nothing to say), 3 credentials, "
-    "4 service error, 5 transport error, 6 output could not be written, 130 interrupted."
+    "4 service error, 5 transport error, 6 output could not be written, 130 interrupted, "
+    "129 and 143 stopped by SIGHUP and SIGTERM."
 )
 _FORMATS = ("mp3", "ogg_vorbis", "pcm", "wav", "ogg_opus", "mulaw", "alaw")
 _EXTENSIONS = {"mp3": "mp3", "ogg_vorbis": "ogg", "ogg_opus": "opus", "pcm": "pcm", "wav": "wav"}
@@ -57,6 +61,14 @@ _EXTRA_HINT = "pip install 'amazon-polly-streaming[emulator]'"
 
 class _Usage(Exception):
     """A usage error found after parsing (exit code 2, with the ``say`` usage)."""
+
+
+class _Stopped(Exception):
+    """SIGTERM or SIGHUP ended ``say`` (exit code 128 + the signal's number)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 # ------------------------------------------------------------------------- arguments
@@ -164,7 +176,9 @@ def _version() -> str:
 
 def _output_path(output: str | None, fmt: str) -> str | None:
     """The file to write, or None for stdout (``-o -``, or a pipe without ``-o``)."""
-    if output == "-" or (output is None and not sys.stdout.isatty()):
+    if output == "-" or (output is None and (sys.stdout is None or not sys.stdout.isatty())):
+        if sys.stdout is None:  # started with stdout closed (>&-): nowhere to write the audio
+            raise _Usage("stdout is closed: give -o FILE")
         return None
     return output or f"speech.{_EXTENSIONS.get(fmt, fmt)}"
 
@@ -230,12 +244,44 @@ def _client(args: argparse.Namespace, **overrides: object) -> PollyStreamingClie
         raise _Usage(str(exc)) from None
 
 
+async def _say_until_stopped(args: argparse.Namespace) -> int:
+    """``say``, ended by SIGTERM or SIGHUP as Ctrl-C ends it: the task is cancelled, the partial file discarded."""
+    import asyncio
+    import contextlib
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) == signal.SIG_IGN:
+            continue  # started with it ignored (nohup): it stays ignored
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # Windows loops have no handlers
+            loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await _say(args)
+    except asyncio.CancelledError:
+        if received:
+            raise _Stopped(received[0]) from None
+        raise
+
+
 async def _say(args: argparse.Namespace) -> int:
     from .output import AudioOutput, OutputError
 
     fmt = args.format
     text: str | None = None  # None: read stdin
-    if not (args.text == ["-"] or (not args.text and not sys.stdin.isatty())):
+    # Python makes sys.stdin None when the process starts with it closed (<&-): nothing to read.
+    if args.text == ["-"] or (not args.text and (sys.stdin is None or not sys.stdin.isatty())):
+        if sys.stdin is None:
+            raise _Usage("nothing to say: stdin is closed" + ("" if args.text else "; give TEXT"))
+    else:
         text = " ".join(args.text)
         if not text.strip():
             raise _Usage("nothing to say: give TEXT, or '-' to read stdin" if not args.text else "nothing to say")
@@ -426,6 +472,9 @@ def _emulator(argv: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if sys.stderr is None:
+        # Started with stderr closed (2>&-): messages go nowhere, never into stdout, which may carry the audio.
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the process's own stderr, open until it exits
     if argv[:1] == ["emulator"]:
         return _emulator(argv[1:])
     parser, say = _build_parsers()
@@ -443,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         logging.getLogger("amazon_polly_streaming").setLevel(logging.DEBUG)
     try:
-        return asyncio.run(_say(args))
+        return asyncio.run(_say_until_stopped(args))
     except _Usage as exc:
         say.print_usage(sys.stderr)
         print(f"{say.prog}: error: {exc}", file=sys.stderr)
@@ -451,6 +500,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("polly-stream: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except _Stopped as stopped:
+        import signal
+
+        print(f"polly-stream: stopped by {signal.Signals(stopped.signum).name}", file=sys.stderr)
+        return 128 + stopped.signum
     except Exception as exc:
         code, message = _failure(exc)
         if getattr(exc, "stdout", False):

@@ -56,13 +56,25 @@ class AudioOutput:
         folder = os.path.dirname(path) or "."
         if not os.path.isdir(folder):
             raise OutputError(f"cannot write {path}: the folder {folder} does not exist")
-        temp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.partial")
+        import tempfile
+
+        # A random name created exclusively, never through a link (O_EXCL,
+        # O_NOFOLLOW): a predictable name in a shared folder lets anyone who
+        # can write there plant a symlink to another file under it, which a
+        # plain open would truncate and overwrite (CWE-59, CWE-377).
         try:
-            file = open(temp, "wb")  # noqa: SIM115 - closed in commit/discard
+            fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=folder)
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        try:
+            # mkstemp makes it 0600: the file gets the mode it would have had if written in place.
+            os.fchmod(fd, _mode(path))
+        except OSError as exc:
+            os.close(fd)
+            os.unlink(temp)
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
         self._temp = temp
-        return file
+        return os.fdopen(fd, "wb")
 
     def _write(self, data: bytes) -> None:
         try:
@@ -102,6 +114,38 @@ class AudioOutput:
             self._file.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
+
+
+def _mode(path: str) -> int:
+    """An existing file's permissions (``curl -o``, the shell's ``>`` and ``sed -i`` keep them), else the umask's."""
+    import stat
+
+    try:
+        existing = os.stat(path)  # through a link, as sed -i does: the mode of the file it points to
+    except OSError:
+        existing = None
+    if existing is not None and stat.S_ISREG(existing.st_mode):
+        return stat.S_IMODE(existing.st_mode) & 0o777
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it.
+
+    ``os.umask`` reads it only by setting it, and a moment's other umask
+    applies to files that other threads create meanwhile; Linux shows it in
+    /proc. Elsewhere the set-and-restore runs before the CLI starts any thread.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 class Progress:

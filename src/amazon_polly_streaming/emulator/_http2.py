@@ -4,6 +4,15 @@ It knows nothing of Polly. Each request's head goes to the application
 (``Application.request``), which answers with a handler for the stream's body
 (``feed``, ``input_ended``, ``cancel``) or none; the handler answers through a
 ``Port`` bound to its stream.
+
+Flow control of the request body (RFC 9113 5.2): the credit of each DATA frame
+goes to the stream's handler with the data, and comes back to the client only
+when the handler says it has taken it (``Port.consumed``), so a client whose
+data is not taken stops at its stream window instead of filling memory. What a
+handler still holds when its stream ends is handed back then; data with no
+handler is handed back at once. The connection's window is opened wide enough
+for every stream to hold a full window, so a stalled stream never stops the
+others.
 """
 
 from __future__ import annotations
@@ -41,8 +50,14 @@ class RequestHead(NamedTuple):
     malformed: bool
 
 
+#: The stream window we advertise (RFC 9113 6.9.2's initial size, never changed by our SETTINGS).
+STREAM_WINDOW = 65535
+_MAX_WINDOW = 2**31 - 1
+
+
 class StreamHandler(Protocol):
-    def feed(self, data: bytes) -> None: ...
+    def feed(self, data: bytes, credit: int) -> None:
+        """The stream's next ``data``; ``credit`` flow-controlled bytes to hand back via ``Port.consumed``."""
 
     def input_ended(self) -> None: ...
 
@@ -95,6 +110,8 @@ class Connection(asyncio.Protocol):
         )
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, StreamHandler] = {}
+        #: Flow-controlled bytes given to each stream's handler and not yet handed back.
+        self._held: dict[int, int] = {}
         self.closed = False
         #: No new streams; close once the open ones end (our graceful GOAWAY, or the client's).
         self.closing = False
@@ -113,6 +130,11 @@ class Connection(asyncio.Protocol):
             initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self._max_streams},
         )
         self.h2.initiate_connection()
+        if self._ack_input:
+            # Room for every stream to hold its whole window, twice over for
+            # the half a window h2 waits for before each WINDOW_UPDATE.
+            window = min(_MAX_WINDOW, 2 * self._max_streams * STREAM_WINDOW)
+            self.h2.increment_flow_control_window(window - STREAM_WINDOW)
         self.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -140,11 +162,13 @@ class Connection(asyncio.Protocol):
             return
         for event in events:
             if isinstance(event, h2.events.DataReceived):
-                if event.flow_controlled_length and self._ack_input:
-                    self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                credit = event.flow_controlled_length or 0
                 handler = self.streams.get(event.stream_id)
-                if handler is not None and event.data:
-                    handler.feed(event.data)
+                if handler is None:
+                    self._hand_back(event.stream_id, credit)
+                else:
+                    self._held[event.stream_id] = self._held.get(event.stream_id, 0) + credit
+                    handler.feed(event.data or b"", credit)
             elif isinstance(event, h2.events.RequestReceived):
                 self._on_request(event.stream_id, event.headers or [], bool(event.stream_ended))
             elif isinstance(event, h2.events.StreamEnded):
@@ -154,6 +178,7 @@ class Connection(asyncio.Protocol):
             elif isinstance(event, h2.events.StreamReset):
                 self.app.client_reset(int(event.error_code))
                 handler = self.streams.pop(event.stream_id, None)
+                self._hand_back(event.stream_id, self._held.pop(event.stream_id, 0))
                 if handler is not None:
                     handler.cancel("client-reset")
             elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
@@ -208,8 +233,28 @@ class Connection(asyncio.Protocol):
 
     def stream_done(self, stream_id: int) -> None:
         self.streams.pop(stream_id, None)
+        self._hand_back(stream_id, self._held.pop(stream_id, 0))
+        self.flush()
         if self.closing and not self.streams:
             self.close()
+
+    # ------------------------------------------------------------ flow control of request data
+
+    def consumed(self, stream_id: int, size: int) -> None:
+        """The handler has taken ``size`` bytes of credit's worth of its data: the client may send more."""
+        held = self._held.get(stream_id, 0)
+        size = min(size, held)
+        if size > 0:
+            self._held[stream_id] = held - size
+            self._hand_back(stream_id, size)
+            self.flush()
+
+    def _hand_back(self, stream_id: int, size: int) -> None:
+        # h2 sends WINDOW_UPDATE once half a window has been handed back; for
+        # a closed stream it restores only the connection's window.
+        if size > 0 and self._ack_input and not self.closed:
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.h2.acknowledge_received_data(size, stream_id)
 
     # ------------------------------------------------------------ writing
 
@@ -326,6 +371,10 @@ class Port:
 
     def send_headers(self, request_id: str) -> None:
         self.connection.send_headers(self.stream_id, request_id)
+
+    def consumed(self, credit: int) -> None:
+        """Hand ``credit`` (from ``feed``) back to the client: the data it came with has been taken."""
+        self.connection.consumed(self.stream_id, credit)
 
     def respond_error(self, error: ServiceError, request_id: str, *, end: bool = True) -> None:
         self.connection.respond_error(self.stream_id, error, request_id, end=end)

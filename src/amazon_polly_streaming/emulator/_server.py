@@ -46,8 +46,8 @@ class _Stream:
         self.record = session.record
         self.task = task
 
-    def feed(self, data: bytes) -> None:
-        self.session.feed(data)
+    def feed(self, data: bytes, credit: int) -> None:
+        self.session.feed(data, credit)
 
     def input_ended(self) -> None:
         self.session.input_ended()

@@ -4,7 +4,11 @@ The HTTP/2 shell feeds the request body in (``feed``, ``input_ended``) and
 gives the session a ``StreamPort`` to answer through; the session knows
 nothing of h2. It buffers text to natural boundaries, synthesizes, and sends
 AudioEvents as the port's flow control allows, so a slow reader slows
-synthesis instead of growing memory.
+synthesis instead of growing memory. The same holds for the text: the
+flow-control credit of the bytes an event came in goes back to the client
+(``StreamPort.consumed``) only when the session takes the event, so the
+events waiting here never exceed the stream's window (64 KiB), and a client
+that sends text faster than its audio is read is held back by HTTP/2.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ class StreamPort(Protocol):
     """What a session may do to its HTTP/2 stream and connection."""
 
     def send_headers(self, request_id: str) -> None: ...
+
+    def consumed(self, credit: int) -> None:
+        """Hand ``credit`` of the request's flow-control window back: its data has been taken."""
 
     def respond_error(self, error: ServiceError, request_id: str, *, end: bool = True) -> None: ...
 
@@ -84,7 +91,11 @@ class SynthesisSession:
         self.config = config
         self.fault = fault
         self._inbound = InboundEvents(request.chain)
-        self._inbox: asyncio.Queue[Inbound] = asyncio.Queue()
+        #: Events not taken yet, each with the credit to hand back when it is.
+        self._inbox: asyncio.Queue[tuple[Inbound, int]] = asyncio.Queue()
+        #: Credit of bytes that completed no event yet (part of an envelope).
+        self._partial_credit = 0
+        self._waiting = False
         from ._audio import StreamEncoder  # numpy and soundfile load with the first stream
 
         self._encoder = StreamEncoder(request.output_format, request.sample_rate)
@@ -101,21 +112,48 @@ class SynthesisSession:
 
     # ------------------------------------------------------------ input from the shell
 
-    def feed(self, data: bytes) -> None:
-        for event in self._inbound.feed(data):
-            self._inbox.put_nowait(event)
+    def feed(self, data: bytes, credit: int) -> None:
+        """Bytes of the request body; ``credit`` goes back once the events they complete are taken."""
+        events = self._inbound.feed(data)
+        self._partial_credit += credit
+        if events:
+            *first, last = events
+            for event in first:
+                self._inbox.put_nowait((event, 0))
+            self._inbox.put_nowait((last, self._partial_credit))
+            self._partial_credit = 0
+        elif self._waiting and self._inbox.empty():
+            self._take_partial()
+
+    def _take_partial(self) -> None:
+        # Waiting for input with none queued: take the part of an envelope in
+        # hand, so that one larger than the window can still arrive whole (the
+        # decoder bounds its size).
+        credit, self._partial_credit = self._partial_credit, 0
+        if credit:
+            self.port.consumed(credit)
 
     def input_ended(self) -> None:
-        self._inbox.put_nowait(_END)
+        self._inbox.put_nowait((_END, 0))
+
+    def _take(self, item: tuple[Inbound, int]) -> Inbound:
+        event, credit = item
+        if credit:
+            self.port.consumed(credit)
+        return event
 
     async def _next(self, deadline: float | None) -> Inbound:
-        if deadline is None:
-            return await self._inbox.get()
+        if self._inbox.empty():
+            self._take_partial()
+        self._waiting = True
         try:
             async with asyncio.timeout_at(deadline):
-                return await self._inbox.get()
+                item = await self._inbox.get()
         except TimeoutError:
             return _IDLE
+        finally:
+            self._waiting = False
+        return self._take(item)
 
     # ------------------------------------------------------------ the stream's life
 
@@ -191,7 +229,7 @@ class SynthesisSession:
     def _late_input(self) -> bool:
         """Events that arrived after CloseStreamEvent (the end of the body aside)."""
         while not self._inbox.empty():
-            if self._inbox.get_nowait() is not _END:
+            if self._take(self._inbox.get_nowait()) is not _END:
                 return True
         return False
 
