@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +21,7 @@ from amazon_polly_streaming._wire.request import synthesis_params
 from amazon_polly_streaming.cache import RedisCache
 from amazon_polly_streaming.emulator import Emulator
 from redis_server import RedisServer
-from support import KEY, SECRET, SENTENCE, make_client, serve
+from support import SENTENCE, make_client, serve
 
 pytestmark = pytest.mark.timeout(60)
 LOGGER = "amazon_polly_streaming.cache"
@@ -234,29 +231,14 @@ def test_the_url_password_is_never_shown() -> None:
 
 
 def test_polly_stream_say_with_cache_redis(redis_server: RedisServer, tmp_path: Path) -> None:
-    from amazon_polly_streaming.emulator import Emulator
+    from cli_support import run
 
-    script = Path(sys.executable).with_name("polly-stream")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "amazon_polly_streaming.cli"]
     with Emulator.start_in_thread(strict=True) as emulator:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(
-            AWS_ACCESS_KEY_ID=KEY,
-            AWS_SECRET_ACCESS_KEY=SECRET,
-            AWS_REGION="us-east-1",
-            AWS_ENDPOINT_URL_POLLY=emulator.endpoint_url,
-            AWS_CA_BUNDLE=emulator.ca_file,
-        )
         outputs = []
         for n in range(2):
             out = tmp_path / f"{n}.pcm"
-            result = subprocess.run(
-                [*command, "say", SENTENCE, "--format", "pcm", "-o", str(out), "--cache-redis", redis_server.url],
-                capture_output=True,
-                env=env,
-                timeout=60,
-                check=False,
-            )
+            args = ["say", SENTENCE, "--format", "pcm", "-o", str(out), "--cache-redis", redis_server.url]
+            result = run(args, emulator)
             assert result.returncode == 0, result.stderr
             outputs.append((out.read_bytes(), result.stderr.decode()))
         assert outputs[0][0] == outputs[1][0]
