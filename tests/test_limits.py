@@ -106,7 +106,7 @@ async def test_local_limiter_wait_is_bounded() -> None:
         await limiter.acquire()
     assert caught.value.retry_safe
     assert isinstance(caught.value, TimeoutError)
-    assert caught.value.waited >= 0.1
+    assert caught.value.waited >= 0.09  # the loop's clock; uvloop's steps in milliseconds
     assert (await limiter.stats()).waiters == 0
     held.release()
 

@@ -105,7 +105,11 @@ async def test_waiters_are_served_first_come_first_served_across_processes(redis
     tasks = []
     for n in range(6):
         tasks.append(asyncio.create_task(wait(n)))
-        await asyncio.sleep(0.05)  # arrival order is the order of the first script call
+        # Arrival order is the order of the first script call: the next comes once this one queued.
+        for _ in range(1000):
+            if (await limiters[0].stats()).waiters > n:
+                break
+            await asyncio.sleep(0.005)
     assert (await limiters[0].stats()).waiters == 6
     held.release()
     await asyncio.wait_for(asyncio.gather(*tasks), 20)
