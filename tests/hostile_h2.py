@@ -292,8 +292,11 @@ def _listening_socket(rcvbuf: int | None, mss: int | None) -> socket.socket:
 class HostileServer:
     """Runs ``script(peer)`` for each connection; see the module docstring."""
 
-    def __init__(self, script: Script, *, rcvbuf: int | None = None, mss: int | None = None) -> None:
+    def __init__(
+        self, script: Script, *, rcvbuf: int | None = None, mss: int | None = None, preface: bool = True
+    ) -> None:
         self._script = script
+        self._preface = preface  # False: TLS with ALPN h2, and never a SETTINGS frame
         self._rcvbuf = rcvbuf
         self._mss = mss
         self._certs: _Certificates | None = None
@@ -330,7 +333,8 @@ class HostileServer:
         assert task is not None
         self._tasks.add(task)
         try:
-            await peer.start()
+            if self._preface:
+                await peer.start()
             await self._script(peer)
             # The script is done; keep the connection until the client goes.
             await peer.wait_until(lambda: False, timeout=3600)

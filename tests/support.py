@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from amazon_polly_streaming import PollyStreamingClient
 from amazon_polly_streaming.emulator import DEFAULT_CREDENTIALS, Emulator
+from hostile_h2 import H2Peer, HostileServer
 
 KEY, SECRET = next(iter(DEFAULT_CREDENTIALS.items()))
 SENTENCE = "Hello there. This is a test of the streaming client."
@@ -81,3 +83,40 @@ class Peak:
             with self._lock:
                 self.now -= 1
             permit.release()
+
+
+async def within(timeout: float, predicate: Callable[[], object]) -> bool:
+    """Poll ``predicate()`` for up to ``timeout`` seconds; whether it became true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+def client_for(url: str, ca_file: str | bool, **options: Any) -> PollyStreamingClient:
+    options.setdefault("region", "us-east-1")
+    options.setdefault("credentials", (KEY, SECRET))
+    options.setdefault("read_timeout", 5.0)
+    options.setdefault("connect_timeout", 5.0)
+    return PollyStreamingClient(endpoint_url=url, verify=ca_file, **options)
+
+
+@asynccontextmanager
+async def hostile(
+    script: Callable[[H2Peer], Awaitable[None]], client_options: dict[str, Any] | None = None, **server_options: Any
+) -> AsyncIterator[tuple[HostileServer, PollyStreamingClient]]:
+    """A hostile server running ``script`` and a client pointed at it; on exit, checks nothing leaked."""
+    fds = open_fds()
+    tasks_before = set(asyncio.all_tasks())
+    async with HostileServer(script, **server_options) as server:
+        client = client_for(server.endpoint_url, server.ca_file, **(client_options or {}))
+        try:
+            yield server, client
+        finally:
+            await client.close()
+    await asyncio.sleep(0)
+    leftover = [t for t in asyncio.all_tasks() - tasks_before if not t.done()]
+    assert not leftover, f"tasks outlived close(): {leftover}"
+    assert open_fds() <= fds, "sockets or files outlived close()"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from amazon_polly_streaming.credentials import REFRESH_MARGIN_SECONDS, CredentialResolver, Credentials
+from amazon_polly_streaming.credentials import MANDATORY_REFRESH_SECONDS, CredentialResolver, Credentials
 from amazon_polly_streaming.exceptions import CredentialsError
 
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -48,8 +48,8 @@ async def test_provider_runs_off_the_loop_and_refreshes_before_expiry() -> None:
     def provider() -> Credentials:
         assert threading.get_ident() != loop_thread, "providers must not run on the event loop"
         calls.append("x")
-        # The first credentials expire inside the refresh margin; the second do not.
-        lifetime = REFRESH_MARGIN_SECONDS - 60 if len(calls) == 1 else 3600
+        # The first credentials expire inside the mandatory refresh window; the second do not.
+        lifetime = MANDATORY_REFRESH_SECONDS - 60 if len(calls) == 1 else 3600
         return Credentials(f"AKID{len(calls)}", SECRET, expiry=time.time() + lifetime)
 
     resolver = CredentialResolver(provider, environ={})

@@ -18,7 +18,6 @@ import time
 import tracemalloc
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -63,7 +62,7 @@ from hostile_h2 import (
     ping_frames,
     stream_closed_event,
 )
-from support import KEY, SECRET, collect, make_client, open_fds, serve
+from support import KEY, SECRET, client_for, collect, hostile, make_client, open_fds, serve, within
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.all_loops]
 
@@ -74,16 +73,6 @@ PROXY_PASSWORD = "proxy-pw-0f9e8d7c6b5a"
 
 
 # ------------------------------------------------------------------ helpers
-
-
-async def within(timeout: float, predicate: Callable[[], object]) -> bool:
-    """Poll ``predicate()`` for up to ``timeout`` seconds; whether it became true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 async def eventually(predicate: Callable[[], object], timeout: float, message: str) -> None:
@@ -117,33 +106,6 @@ def as_generator(audio: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     """
     assert isinstance(audio, AsyncGenerator)
     return audio
-
-
-def client_for(url: str, ca_file: str | bool, **options: Any) -> PollyStreamingClient:
-    options.setdefault("region", "us-east-1")
-    options.setdefault("credentials", (KEY, SECRET))
-    options.setdefault("read_timeout", 5.0)
-    options.setdefault("connect_timeout", 5.0)
-    return PollyStreamingClient(endpoint_url=url, verify=ca_file, **options)
-
-
-@asynccontextmanager
-async def hostile(
-    script: Callable[[H2Peer], Awaitable[None]], client_options: dict[str, Any] | None = None, **server_options: Any
-) -> AsyncIterator[tuple[HostileServer, PollyStreamingClient]]:
-    """A hostile server running ``script`` and a client pointed at it; on exit, checks nothing leaked."""
-    fds = open_fds()
-    tasks_before = set(asyncio.all_tasks())
-    async with HostileServer(script, **server_options) as server:
-        client = client_for(server.endpoint_url, server.ca_file, **(client_options or {}))
-        try:
-            yield server, client
-        finally:
-            await client.close()
-    await asyncio.sleep(0)
-    leftover = [t for t in asyncio.all_tasks() - tasks_before if not t.done()]
-    assert not leftover, f"tasks outlived close(): {leftover}"
-    assert open_fds() <= fds, "sockets or files outlived close()"
 
 
 # ------------------------------------------------------------------ item 1

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ._transport.connection import Connection
 from ._transport.dial import open_connection, tls_context
-from ._transport.pool import ConnectionPool, Slots, shared_pool
+from ._transport.pool import ConnectionPool, Slots, loop_is_ending, shared_pool
 from ._version import __version__
 from ._wire.request import RequestSigner
 from .exceptions import TransportError
@@ -47,8 +47,7 @@ class Runtime:
         self.credentials = credentials
         self.signer = RequestSigner(config.region)
         self._ssl_context = tls_context(config.verify)
-        self.pool: ConnectionPool = shared_pool(self.loop, config.pool_key())
-        self.pool.attach(self)
+        self.pool: ConnectionPool = self._shared_pool()
         self.slots = Slots(config.pool_size, config.pool_timeout)
         self.streams: set[StreamOwner] = set()
         self._unpooled: set[Connection] = set()
@@ -57,6 +56,19 @@ class Runtime:
 
     def __repr__(self) -> str:
         return f"<Runtime {self.endpoint.authority} streams={len(self.streams)} {self.slots!r}>"
+
+    def _shared_pool(self) -> ConnectionPool:
+        pool = shared_pool(self.loop, self.config.pool_key())
+        pool.attach(self)
+        return pool
+
+    def _pool_in_service(self) -> ConnectionPool:
+        """The pool, or a new one if the last was shut by what looked like the loop's end but was not."""
+        if self.pool.shut:
+            if loop_is_ending(self.loop):
+                raise TransportError("the event loop is shutting down")
+            self.pool = self._shared_pool()
+        return self.pool
 
     # ------------------------------------------------------------ connections
 
@@ -106,12 +118,13 @@ class Runtime:
             conn = await self.connect()
             self._unpooled.add(conn)
             return conn, False
+        pool = self.pool if not self.pool.shut else self._pool_in_service()
         await self.slots.acquire()
         try:
-            idle = self.pool.take_idle()
+            idle = pool.take_idle()
             if idle is not None:
                 return idle, True
-            return await self.pool.open(self.connect), False
+            return await pool.open(self.connect), False
         except BaseException:
             self.slots.release()
             raise
@@ -133,14 +146,19 @@ class Runtime:
         target = min(count, self.config.pool_size)
         added = 0
         for _ in range(target):
-            if self.pool.idle_count >= target or self.slots.free == 0:
+            pool = self._pool_in_service()
+            if pool.idle_count >= target or self.slots.free == 0:
                 break
             await self.slots.acquire()
             try:
-                conn = await self.pool.open(self.connect)
+                conn = await pool.open(self.connect)
             finally:
                 self.slots.release()
-            added += self.pool.give_back(conn, self.config.idle_timeout)
+            try:
+                # Warm means ready: the server's preface came (within connect_timeout).
+                await conn.wait_preface()
+            finally:
+                added += pool.give_back(conn, self.config.idle_timeout)
         return added
 
     # ------------------------------------------------------------ closing

@@ -24,7 +24,14 @@ from ._wire.event_signer import amz_date
 from ._wire.request import CLOSE_STREAM_EVENT, SynthesisParams, text_event, text_events
 from ._wire.response import ResponseItem, ResponseParser
 from .events import AudioEvent, Event
-from .exceptions import PollyStreamingError, ProtocolError, ReadTimeoutError, ThrottlingException, TransportError
+from .exceptions import (
+    PollyStreamingError,
+    ProtocolError,
+    ReadTimeoutError,
+    StreamResetError,
+    ThrottlingException,
+    TransportError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -426,6 +433,13 @@ class SpeechStream(StreamOwner):
             return await stream.read(min(self._read_timeout, _CLOSE_GRACE), strict=_always)
         except ReadTimeoutError:
             return None
+        except StreamResetError as exc:
+            # RST_STREAM(NO_ERROR) instead of END_STREAM: the response was
+            # complete, the server only says it needs nothing more of the
+            # stream (RFC 9113 §8.1). Other codes are failures still.
+            if exc.error_code == 0:
+                return None
+            raise
 
     async def _read_error_body(self, stream: Stream, parser: ResponseParser) -> None:
         # The body names the error; it should follow the headers at once, but

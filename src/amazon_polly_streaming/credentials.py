@@ -6,9 +6,14 @@ variables, then botocore's full default chain (profiles, SSO, credential
 process, container and instance roles), imported lazily and run in a worker
 thread because it may touch the network or the disk.
 
-A stream keeps the credentials it was signed with from start to end; before a
-new stream, credentials that would expire within the service's 10-minute
-stream limit plus a margin are refreshed.
+A stream keeps the credentials it was signed with from start to end. Expiring
+credentials are refreshed as botocore's ``RefreshableCredentials`` does
+(botocore/credentials.py, ``_advisory_refresh_timeout`` and
+``_mandatory_refresh_timeout``, 15 and 10 minutes): with less than 15 minutes
+left, a refresh starts in the background while streams go on with the
+credentials in hand, and a failed one is logged and tried again later; with
+less than 10 minutes left (Polly's stream limit: they might not outlast a
+stream), a stream waits for the refresh and fails if it fails.
 """
 
 from __future__ import annotations
@@ -33,8 +38,18 @@ if TYPE_CHECKING:
 
 __all__ = ["CredentialResolver", "Credentials"]
 
-#: Refresh when less than this remains: the 10 minute stream limit plus a margin.
-REFRESH_MARGIN_SECONDS = 11 * 60
+#: Refresh, without holding a stream back, when less than this remains
+#: (botocore's ``_DEFAULT_ADVISORY_REFRESH_TIMEOUT``).
+ADVISORY_REFRESH_SECONDS = 15 * 60
+#: A stream waits for fresh credentials when less than this remains: Polly
+#: ends a stream after 10 minutes, so these might not outlast it (botocore's
+#: ``_DEFAULT_MANDATORY_REFRESH_TIMEOUT``, the same 10 minutes).
+MANDATORY_REFRESH_SECONDS = 10 * 60
+#: After a failed refresh in the advisory window, the next try waits this long
+#: (a broker that is briefly down is not asked again by every stream).
+ADVISORY_RETRY_SECONDS = 30.0
+#: The name earlier releases gave the refresh window.
+REFRESH_MARGIN_SECONDS = ADVISORY_REFRESH_SECONDS
 
 
 class Credentials:
@@ -199,6 +214,8 @@ class CredentialResolver:
         self._dynamic: Any = None  # a provider or botocore object, consulted on refresh
         self._pending: dict[asyncio.AbstractEventLoop, asyncio.Future[Credentials]] = {}
         self._environ = os.environ if environ is None else environ
+        #: No advisory refresh before this time (after a failed one).
+        self._advisory_after = 0.0
         if isinstance(source, Credentials):
             self._cached = source
         elif isinstance(source, tuple):
@@ -215,7 +232,7 @@ class CredentialResolver:
         """Current credentials; a refresh is shared by every waiter and bounded by ``timeout`` seconds."""
         cached = self._cached
         now = time.time()
-        if cached is not None and cached.fresh_for(REFRESH_MARGIN_SECONDS, now):
+        if cached is not None and cached.fresh_for(ADVISORY_REFRESH_SECONDS, now):
             return cached
         if self._dynamic is None:
             if self._explicit:
@@ -231,24 +248,36 @@ class CredentialResolver:
                 return from_env
         import asyncio
 
-        from ._transport.threads import call_in_thread
-
         loop = asyncio.get_running_loop()
         for gone in [other for other in self._pending if other.is_closed()]:
             del self._pending[gone]  # its loop ended while a resolution blocked
         pending = self._pending.get(loop)
+        if cached is not None and self._dynamic is not None and cached.fresh_for(MANDATORY_REFRESH_SECONDS, now):
+            # The advisory window: these still outlast any stream. Refresh in
+            # the background; until it succeeds, go on with them.
+            if pending is None and now >= self._advisory_after:
+                self._start_refresh(loop, advisory=True)
+            return cached
         if pending is None:
-            # Single flight: every stream that needs credentials now waits for
-            # this one resolution, in a daemon thread of its own (it may
-            # block on the network or the disk, and cannot be interrupted).
-            pending = self._pending[loop] = call_in_thread(self._refresh, name="polly-credentials")
-            pending.add_done_callback(self._settled)
+            pending = self._start_refresh(loop, advisory=False)
         try:
             return await asyncio.wait_for(asyncio.shield(pending), timeout)
         except TimeoutError:
             raise CredentialsError(
                 f"resolving AWS credentials took longer than {timeout:g} s (connect_timeout)"
             ) from None
+
+    def _start_refresh(self, loop: asyncio.AbstractEventLoop, *, advisory: bool) -> asyncio.Future[Credentials]:
+        """Single flight: every stream that needs credentials now shares this one resolution.
+
+        It runs in a daemon thread of its own (it may block on the network or
+        the disk, and cannot be interrupted).
+        """
+        from ._transport.threads import call_in_thread
+
+        pending = self._pending[loop] = call_in_thread(self._refresh, name="polly-credentials")
+        pending.add_done_callback(self._settled_advisory if advisory else self._settled)
+        return pending
 
     def _settled(self, future: asyncio.Future[Credentials]) -> None:
         for loop, pending in list(self._pending.items()):
@@ -257,10 +286,37 @@ class CredentialResolver:
         if not future.cancelled():
             future.exception()  # retrieved, even when every waiter gave up
 
+    def _settled_advisory(self, future: asyncio.Future[Credentials]) -> None:
+        self._settled(future)
+        if future.cancelled():
+            return
+        now = time.time()
+        error = future.exception()
+        if error is None:
+            if not future.result().fresh_for(ADVISORY_REFRESH_SECONDS, now):
+                # The source hands out short-lived ones (or botocore kept its
+                # own after a failure): ask again later, not before every stream.
+                self._advisory_after = now + ADVISORY_RETRY_SECONDS
+            return
+        self._advisory_after = now + ADVISORY_RETRY_SECONDS
+        cached = self._cached
+        left = (cached.expiry - now) / 60 if cached is not None and cached.expiry is not None else 0.0
+        import logging  # here: importing it costs milliseconds, and this is rare
+
+        # The message is the CredentialsError's, which never holds a secret.
+        logging.getLogger("amazon_polly_streaming").warning(
+            "refreshing AWS credentials failed (%s); going on with the current ones, valid %.1f more minutes, "
+            "and trying again in %g s",
+            error,
+            left,
+            ADVISORY_RETRY_SECONDS,
+        )
+
     def _refresh(self) -> Credentials:
         """Runs in a worker thread: find the chain once, then ask it for current credentials."""
         if self._dynamic is None:
             self._dynamic = _botocore_chain()
         fresh = _frozen(self._dynamic)
         self._cached = fresh
+        self._advisory_after = 0.0
         return fresh

@@ -4,7 +4,12 @@
     for chunk in iter_synthesize("Hello there.", "Matthew"):
         player.write(chunk)
 
-Each call runs its own event loop and its own client. Inside a running loop
+Each call runs its own event loop, in a thread of its own, and its own
+client. The loop runs while the caller holds a chunk (plays it, uploads it):
+keep-alive and the text source go on, so a slow consumer does not lose the
+stream to Polly's 5 s input idle limit. Audio waits for the caller in a
+bounded buffer (:data:`BUFFER_BYTES`); beyond it, reading the stream pauses
+and HTTP/2 flow control holds the rest at the server. Inside a running loop
 (async code, Jupyter) they refuse with an explanation: use the async client.
 """
 
@@ -15,7 +20,14 @@ if TYPE_CHECKING:
     from collections.abc import Generator, Iterable
     from typing import Any
 
-__all__ = ["iter_synthesize", "synthesize"]
+__all__ = ["BUFFER_BYTES", "iter_synthesize", "synthesize"]
+
+#: Audio received ahead of the caller, at most (then the stream waits): 1 MiB
+#: is 30 s of 16 kHz PCM, minutes of MP3.
+BUFFER_BYTES = 1 << 20
+#: How long closing early waits for the stream and its thread to end (every
+#: step of it is bounded below this; the thread is a daemon in any case).
+_CLOSE_WAIT = 10.0
 
 #: Keyword arguments that configure the client; the rest go to the stream.
 _CLIENT_OPTIONS = frozenset(
@@ -64,42 +76,37 @@ def iter_synthesize(text: str | Iterable[str], voice_id: str, **options: Any) ->
     """Yield audio chunks as they arrive, blocking between them.
 
     ``options`` are any of ``PollyStreamingClient``'s and
-    ``start_speech_synthesis_stream``'s keyword arguments. A
-    ``cache=MemoryCache(...)`` passed to several calls serves each phrase
-    from memory after its first call.
+    ``start_speech_synthesis_stream``'s keyword arguments. Closing the
+    generator early (``break``, ``close()``, garbage collection) ends the
+    stream and its thread. A ``cache=MemoryCache(...)`` passed to several
+    calls serves each phrase from memory after its first call.
     """
     _refuse_inside_loop("iter_synthesize")
-    import asyncio
-
+    from ._transport.loop_thread import LoopThread
     from .client import PollyStreamingClient
 
     client_options, stream_options = _split(options)
     client = PollyStreamingClient(**client_options)
-    # Validates the arguments before the loop exists.
+    # Validates the arguments here, in the caller's thread, before any loop exists.
     generator = client.start_speech_synthesis_stream(text=text, voice_id=voice_id, **stream_options)
-    loop = asyncio.new_event_loop()
+
+    async def close() -> None:
+        await client.close()
+        # A RedisLimiter's release of this call's permit, and a RedisCache's
+        # connections, belong to this call's loop, which ends after this.
+        closer = getattr(client.limiter, "aclose", None)
+        if closer is not None:
+            await closer()
+        if client.cache is not None:
+            await client.cache.aclose()
+
+    runner = LoopThread(generator, close, BUFFER_BYTES)
     try:
-        while True:
-            try:
-                chunk = loop.run_until_complete(generator.__anext__())
-            except StopAsyncIteration:
-                return
+        while (chunk := runner.get()) is not None:
             yield chunk
     finally:
-        # Runs on exhaustion, error, or when the caller stops early (close()).
-        try:
-            loop.run_until_complete(generator.aclose())
-            loop.run_until_complete(client.close())
-            closer = getattr(client.limiter, "aclose", None)
-            if closer is not None:
-                # A RedisLimiter's release of this call's permit runs on this loop: let it finish.
-                loop.run_until_complete(closer())
-            if client.cache is not None:
-                # Its Redis connections belong to this loop, which ends here.
-                loop.run_until_complete(client.cache.aclose())
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
+        # Exhausted, failed, or left early: the stream and the thread end.
+        runner.stop(_CLOSE_WAIT)
 
 
 def synthesize(text: str | Iterable[str], voice_id: str, **options: Any) -> bytes:

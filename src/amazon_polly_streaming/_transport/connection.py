@@ -28,7 +28,14 @@ import h2.frame_buffer
 import h2.settings
 import hyperframe.frame
 
-from ..exceptions import ConnectionLostError, PollyStreamingError, ProtocolError, StreamResetError, TransportError
+from ..exceptions import (
+    ConnectionLostError,
+    ConnectTimeoutError,
+    PollyStreamingError,
+    ProtocolError,
+    StreamResetError,
+    TransportError,
+)
 from .stream import Stream
 
 __all__ = ["Connection"]
@@ -119,7 +126,7 @@ class _H2Connection(h2.connection.H2Connection):
 class Connection(asyncio.Protocol):
     """An HTTP/2 client connection; ``_dial.open_connection`` makes them."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, authority: str) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, authority: str, preface_deadline: float | None = None) -> None:
         config = h2.config.H2Configuration(
             client_side=True,
             header_encoding=None,
@@ -144,6 +151,12 @@ class Connection(asyncio.Protocol):
         self._error: PollyStreamingError | None = None
         #: Called once the socket is gone (the pool forgets the connection).
         self.on_close: Callable[[Connection], None] | None = None
+        #: When (loop time) the server's preface must have come: the end of
+        #: ``connect_timeout``, which bounds all of the set-up.
+        self._preface_deadline = preface_deadline
+        self._preface_timer: asyncio.TimerHandle | None = None
+        self._preface_waiter: asyncio.Future[None] | None = None
+        self.preface_received = False
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed"
@@ -178,6 +191,31 @@ class Connection(asyncio.Protocol):
         h2conn.initiate_connection()
         h2conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self.flush()
+        if self._preface_deadline is not None:
+            # The server's preface is a SETTINGS frame, its first (RFC 9113
+            # §3.4). Streams need not wait for it (no round trip is added),
+            # but a server that never sends it is a set-up that did not
+            # finish within connect_timeout, not a read timeout later.
+            self._preface_timer = self.loop.call_at(self._preface_deadline, self._preface_overdue)
+
+    async def wait_preface(self) -> None:
+        """Wait for the server's preface (bounded by the preface deadline); raise if the connection failed."""
+        if self.preface_received:
+            return
+        if not self.is_open:
+            raise self._error or ConnectionLostError("the connection closed before the server's HTTP/2 preface")
+        waiter = self._preface_waiter
+        if waiter is None or waiter.done():  # (done: cancelled with its last waiting caller)
+            waiter = self._preface_waiter = self.loop.create_future()
+        await waiter
+
+    def _preface_overdue(self) -> None:
+        self._preface_timer = None
+        self._abort(
+            ConnectTimeoutError(
+                f"{self.authority} completed TLS but sent no HTTP/2 preface (SETTINGS) within connect_timeout"
+            )
+        )
 
     def data_received(self, data: bytes) -> None:
         self.frames_received += 1
@@ -219,6 +257,8 @@ class Connection(asyncio.Protocol):
                     name = getattr(code, "name", str(code))
                     stream.fail(StreamResetError(f"the server reset the stream ({name})", error_code=int(code)))
             elif isinstance(event, _RemoteSettingsChanged):
+                if not self.preface_received:
+                    self._on_preface()
                 self._pump_all()
             elif isinstance(event, _ConnectionTerminated):
                 self._on_goaway(event)
@@ -238,9 +278,15 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.is_open = False
+        if self._preface_timer is not None:
+            self._preface_timer.cancel()
+            self._preface_timer = None
         error = self._error or ConnectionLostError(
             "the connection closed" + (f": {exc}" if exc else "") + " while the stream was open"
         )
+        waiter = self._preface_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
         for stream in list(self.streams.values()):
             stream.fail(error)
         if not self._closed_waiter.done():
@@ -248,6 +294,15 @@ class Connection(asyncio.Protocol):
         on_close, self.on_close = self.on_close, None
         if on_close is not None:
             on_close(self)
+
+    def _on_preface(self) -> None:
+        self.preface_received = True
+        timer, self._preface_timer = self._preface_timer, None
+        if timer is not None:
+            timer.cancel()
+        waiter = self._preface_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # ---------------------------------------------------------- operations
 

@@ -1,6 +1,7 @@
 """Opening a connection: TCP (directly or through an HTTP CONNECT proxy), TLS with ALPN ``h2``.
 
-Every step is bounded by ``connect_timeout`` and every failure is a typed
+Every step, the server's HTTP/2 preface included, is bounded by
+``connect_timeout`` and every failure is a typed
 ``ConnectError``: refused, unreachable, proxy refusal, TLS verification, or a
 server that does not speak HTTP/2.
 """
@@ -51,9 +52,13 @@ async def open_connection(
     connect_timeout: float,
     proxy: ProxyConfig | None = None,
 ) -> Connection:
-    """Connect, handshake TLS with ALPN ``h2`` and send the HTTP/2 preface."""
+    """Connect, handshake TLS with ALPN ``h2`` and send the HTTP/2 preface.
+
+    The server's preface must then come before ``connect_timeout`` ends too
+    (the connection watches for it without holding the first stream back).
+    """
     loop = asyncio.get_running_loop()
-    conn = Connection(loop, authority)
+    conn = Connection(loop, authority, preface_deadline=loop.time() + connect_timeout)
     target = f"{host}:{port}"
     try:
         async with asyncio.timeout(connect_timeout):

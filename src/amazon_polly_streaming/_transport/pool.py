@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from ..exceptions import PoolTimeoutError, TransportError
 from .connection import Connection
 
-__all__ = ["ConnectionPool", "Slots", "shared_pool"]
+__all__ = ["ConnectionPool", "Slots", "loop_is_ending", "shared_pool"]
 
 
 class Slots:
@@ -197,7 +197,9 @@ class ConnectionPool:
         its main coroutine returns, and that cancellation is how the pool
         learns that the loop is ending, before streams still open at that
         moment (a generator left unclosed, a task the runner cancelled) give
-        their connections back.
+        their connections back. A cancellation while the loop runs on (the
+        application sweeping its tasks) only ends this task: the next call
+        starts another.
         """
         if self._keeper is None:
             self._wake = asyncio.Event()
@@ -213,6 +215,7 @@ class ConnectionPool:
     async def _keep(self) -> None:
         wake = self._wake
         assert wake is not None
+        swept = False
         try:
             while self._all:
                 now = self.loop.time()
@@ -233,7 +236,9 @@ class ConnectionPool:
                     pass
                 self._next_check = math.inf
         except asyncio.CancelledError:
-            if not self._stopping:
+            if self._stopping:
+                pass
+            elif loop_is_ending(self.loop):
                 # asyncio.run is ending the loop: close the idle sockets now
                 # (not at garbage collection), and from now on close, rather
                 # than keep, every connection that comes back.
@@ -244,12 +249,27 @@ class ConnectionPool:
                     conn.abort()
                 self._idle.clear()
                 _forget_pool(self)
+            else:
+                # The application swept its tasks (a supervisor, a reload, a
+                # test helper) while the loop runs on: the connections stay
+                # good, and a new task watches them from the pool's next use.
+                swept = True
             raise
         finally:
             self._keeper = None
             self._wake = None
+            self._next_check = math.inf
+            if swept and self._idle:
+                # Not at once: a sweep that repeats until no other task is
+                # left would never end. Idle deadlines still close on time.
+                earliest = min(deadline for _, deadline in self._idle)
+                self.loop.call_at(earliest, self._rewatch)
         if not self._all and not self._users:
             _forget_pool(self)
+
+    def _rewatch(self) -> None:
+        if self._keeper is None and self._all and not self.shut:
+            self._watch()
 
     async def close_idle(self) -> None:
         """Close every idle connection (GOAWAY, then the socket) and wait for them to go."""
@@ -293,6 +313,21 @@ def shared_pool(loop: asyncio.AbstractEventLoop, key: Hashable) -> ConnectionPoo
         if pool is None:
             pool = pools[key] = ConnectionPool(loop, key)
         return pool
+
+
+def loop_is_ending(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop``'s tasks are being cancelled because the loop is ending.
+
+    ``asyncio.run`` (``asyncio.Runner.close``, also behind ``uvloop.run``)
+    ends a loop by cancelling every task at once and running the loop until
+    they finish (``_cancel_all_tasks`` in asyncio/runners.py), as do signal
+    handlers that stop an application. An application that sweeps its other
+    tasks while the loop runs on leaves at least the sweeping task (or its
+    main task) alive and uncancelled: that is not an ending.
+    """
+    if loop.is_closed():
+        return True
+    return all(task.done() or task.cancelling() for task in asyncio.all_tasks(loop))
 
 
 def _forget_pool(pool: ConnectionPool) -> None:

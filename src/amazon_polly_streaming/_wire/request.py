@@ -30,6 +30,7 @@ __all__ = [
     "CLOSE_STREAM_EVENT",
     "DEFAULT_SAMPLE_RATES",
     "MAX_BILLED_CHARS",
+    "MAX_TEXT_CHARS",
     "MAX_TEXT_EVENT_CHARS",
     "OUTPUT_FORMATS",
     "PATH",
@@ -53,6 +54,18 @@ EVENT_STREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"
 #: at most 3,000 characters.
 MAX_TEXT_EVENT_CHARS = 6000
 MAX_BILLED_CHARS = 3000
+#: The most characters (UTF-16 units) one text may hold. Polly takes any
+#: amount of text per stream, but a stream lives at most 10 minutes: about
+#: 9,000 characters of English speech at 15 a second, fewer in CJK. 100,000 is
+#: Polly's own cap for its long-text operation (StartSpeechSynthesisTask,
+#: service-2.json's TextLengthExceededException: "no more than 100,000 can be
+#: billed characters"), over ten times what one stream can speak: a text
+#: beyond it is a mistake, refused before any request and before the work of
+#: preparing it.
+MAX_TEXT_CHARS = 100_000
+#: A text of at most this many code points fits whatever they are (two UTF-16
+#: units each at most): only longer ones are measured.
+_ALWAYS_FITS = MAX_TEXT_CHARS // 2
 MAX_LEXICONS = 5
 
 #: Valid sample rates (Hz, as strings) per output format, and the default the
@@ -322,7 +335,8 @@ def utf16_length(text: str) -> int:
     """Length in UTF-16 code units, as a Java service counts characters (emoji count twice)."""
     if text.isascii():
         return len(text)
-    return len(text) + sum(1 for c in text if c > "\uffff")
+    # In C, not a Python loop per character (a lone surrogate counts one).
+    return len(text.encode("utf-16-le", "surrogatepass")) >> 1
 
 
 _TAG = re.compile(r"<[^>]*>")
@@ -357,20 +371,26 @@ def split_text(text: str, limit: int = MAX_BILLED_CHARS) -> list[str]:
 
     Polly reassembles text across events, so any cut is correct; cutting after
     a sentence end or white space where one is near keeps words whole. Cuts
-    fall between code points, never inside a surrogate pair.
+    fall between code points, never inside a surrogate pair. Linear in the
+    length of ``text``: each piece is measured, never the rest of the text.
     """
-    if utf16_length(text) <= limit:
+    remaining = utf16_length(text)
+    if remaining <= limit:
         return [text]
     pieces = []
     start = 0
     size = len(text)
-    while utf16_length(text[start:]) > limit:
-        end = start + limit
-        while utf16_length(text[start:end]) > limit:
-            # Each astral character takes two units: shrink until it fits.
-            end -= (utf16_length(text[start:end]) - limit + 1) // 2
-        end = _cut_point(text, start, min(end, size))
-        pieces.append(text[start:end])
+    narrow = text.isascii()  # one unit per code point: no measuring at all
+    while remaining > limit:
+        end = min(start + limit, size)
+        if not narrow:
+            while (units := utf16_length(text[start:end])) > limit:
+                # Each astral character takes two units: shrink until it fits.
+                end -= (units - limit + 1) // 2
+        end = _cut_point(text, start, end)
+        piece = text[start:end]
+        pieces.append(piece)
+        remaining -= len(piece) if narrow else utf16_length(piece)
         start = end
     pieces.append(text[start:])
     return pieces
@@ -385,6 +405,17 @@ def _check_encodable(text: str) -> None:
         ) from None
 
 
+def _check_size(text: str) -> None:
+    # Code points first: a huge text is refused without reading it.
+    size = len(text) if len(text) > MAX_TEXT_CHARS else utf16_length(text)
+    if size > MAX_TEXT_CHARS:
+        raise ValueError(
+            f"text of {size:,} characters is far more than one stream can speak: a stream lasts at most 10 minutes "
+            f"(about 9,000 characters of speech), and one text may hold at most {MAX_TEXT_CHARS:,} characters; "
+            "send it over several streams, a few paragraphs each"
+        )
+
+
 def text_events(text: str, *, text_type: str | None = None, flush: bool = False) -> list[bytes]:
     """The encoded TextEvents that carry ``text``: checked, and split where it is plain text.
 
@@ -394,6 +425,8 @@ def text_events(text: str, *, text_type: str | None = None, flush: bool = False)
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be str, not {type(text).__name__}")
+    if len(text) > _ALWAYS_FITS:
+        _check_size(text)
     _check_encodable(text)
     if text_type == "ssml":
         total, billed = utf16_length(text), billed_length(text, ssml=True)

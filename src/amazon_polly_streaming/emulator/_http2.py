@@ -134,7 +134,8 @@ class Connection(asyncio.Protocol):
             # Room for every stream to hold its whole window, twice over for
             # the half a window h2 waits for before each WINDOW_UPDATE.
             window = min(_MAX_WINDOW, 2 * self._max_streams * STREAM_WINDOW)
-            self.h2.increment_flow_control_window(window - STREAM_WINDOW)
+            if window > STREAM_WINDOW:  # (a server that takes no streams keeps the default)
+                self.h2.increment_flow_control_window(window - STREAM_WINDOW)
         self.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
