@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from peers import VENVS
+from peers import VENVS, clean_env
 from workloads import DEFAULT_KEY, DEFAULT_SECRET
 
 HERE = Path(__file__).resolve().parent
@@ -59,38 +59,17 @@ class Client:
     version: str
 
 
-# Variables that would point a client somewhere else, or change what it loads.
-DROPPED_ENV = {
-    "PYTHONDONTWRITEBYTECODE",
-    "PYTHONPATH",
-    "PYTHONHOME",
-    "PYTHONSTARTUP",
-    "PYTHONPROFILEIMPORTTIME",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_POLLY",
-    "AWS_CA_BUNDLE",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-}
+# Variables that would change what a client loads (its AWS settings and proxies go too: ``clean_env``).
+DROPPED_ENV = frozenset(
+    {"PYTHONDONTWRITEBYTECODE", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONPROFILEIMPORTTIME"}
+)
 
 
 def client_env(client: Client) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if name not in DROPPED_ENV}
+    env = clean_env(drop=DROPPED_ENV)
     env["PYTHONPYCACHEPREFIX"] = str(VENVS / "pycache")
     # The peers must import their own installed package, never this checkout's.
     env["PYTHONPATH"] = str(HERE) if client.kind == "peer" else os.pathsep.join([str(HERE), str(SRC)])
     env["AWS_ACCESS_KEY_ID"] = DEFAULT_KEY
     env["AWS_SECRET_ACCESS_KEY"] = DEFAULT_SECRET
-    env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-    env["AWS_EC2_METADATA_DISABLED"] = "true"
     return env

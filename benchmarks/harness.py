@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from clients import DROPPED_ENV, FLOOR, HERE, OURS, REGION, SRC, Client, Counts, client_env
-from peers import VENVS
+from peers import VENVS, clean_env
 from report import fmt, pct
 from workloads import DEFAULT_KEY, DEFAULT_SECRET, HOLD_TEXT, SHORT_TEXT, bulk_text
 
@@ -59,7 +58,7 @@ class Emulator:
         self._dir = tempfile.TemporaryDirectory(prefix="polly-bench-emulator-")
         certs = make_certificates(Path(self._dir.name))
         self.ca_file: str = str(certs.ca_file)
-        env = {name: value for name, value in os.environ.items() if name not in DROPPED_ENV}
+        env = clean_env(drop=DROPPED_ENV)
         env["PYTHONPATH"] = str(SRC)
         env["PYTHONPYCACHEPREFIX"] = str(VENVS / "pycache")
         self._command = [sys.executable, str(HERE / "emulator_server.py"), "--loop", loop]
@@ -137,17 +136,30 @@ def presign(emulator: Emulator, texts: list[str], path: Path) -> None:
 
 
 class Runner:
+    """The workloads against ``emulator``; a context manager: on exit, its scratch folder is removed
+    (it holds a signed request), whether the run finished or not."""
+
     def __init__(self, emulator: Emulator, counts: Counts) -> None:
         self.emulator = emulator
         self.counts = counts
         self.began = time.monotonic()
-        self._scratch = Path(tempfile.mkdtemp(prefix="polly-bench-"))
+        self._scratch_dir = tempfile.TemporaryDirectory(prefix="polly-bench-")
+        self._scratch = Path(self._scratch_dir.name)
         #: Why the uvloop rows are skipped, or None when uvloop is there.
         self.uvloop_error: str | None = None
         try:
             import uvloop  # noqa: F401 - only whether it is installed
         except ImportError:
             self.uvloop_error = "uvloop is not installed (pip install uvloop): the uvloop rows are skipped"
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._scratch_dir.cleanup()
 
     def log(self, message: str) -> None:
         print(f"[{time.monotonic() - self.began:6.1f} s] {message}", file=sys.stderr, flush=True)

@@ -9,6 +9,11 @@ benchmark run can share the cache.
 Each peer has a driver script here (``Peer.driver``), run by the peer's own
 interpreter with this directory on ``PYTHONPATH``; see ``workloads.py`` for
 its command line.
+
+Every client process, the benchmark's and the tests', starts from
+``clean_env()``: none of the machine's AWS settings reach it (the test suite's
+own process gets the same with ``is_aws_setting`` and ``AWS_ISOLATION``, in
+``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +60,51 @@ PEERS = (
         "aws-sdk-polly",
     ),
 )
+
+
+# --------------------------------------------------------------------------- a clean environment
+
+#: What stands in for the machine's AWS settings: config and credentials files that are empty, and no
+#: instance role (botocore's chain would otherwise end by asking 169.254.169.254 for one).
+AWS_ISOLATION = {
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+#: A client started here only ever talks to a loopback emulator: a proxy would carry it elsewhere.
+PROXY_VARIABLES = frozenset(
+    name for base in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY") for name in (base, base.lower())
+)
+
+
+def is_aws_setting(name: str) -> bool:
+    """Whether an environment variable is one of AWS's SDK settings.
+
+    They all are ``AWS_*``: botocore's (``botocore/configprovider.py``: profile, region, keys, session
+    token, ``AWS_ENDPOINT_URL*``, ``AWS_CA_BUNDLE``, retries, FIPS, ...; ``botocore/credentials.py``:
+    ``AWS_CONTAINER_CREDENTIALS_*``, ``AWS_WEB_IDENTITY_TOKEN_FILE``, ``AWS_ROLE_ARN``, ...), the JS SDK's
+    (``@smithy/node-config-provider``, ``@aws-sdk/credential-provider-env``) and smithy-python's.
+    """
+    return name.startswith("AWS_")
+
+
+def clean_env(environ: Mapping[str, str] | None = None, drop: Iterable[str] = (), **settings: str) -> dict[str, str]:
+    """``environ`` (by default this process's) as a client process should see it, plus ``settings``.
+
+    Without the machine's AWS settings, proxies or the names in ``drop``, and with ``AWS_ISOLATION``: a
+    developer's profile, region, keys, endpoint or CA bundle never reach a client that a benchmark or a
+    test starts. What a client needs (credentials, endpoint) is given to it explicitly, in ``settings``
+    or on its command line.
+    """
+    dropped = PROXY_VARIABLES.union(drop)
+    source = os.environ if environ is None else environ
+    env = {name: value for name, value in source.items() if not is_aws_setting(name) and name not in dropped}
+    env.update(AWS_ISOLATION)
+    env.update(settings)
+    return env
+
+
+# --------------------------------------------------------------------------- interpreters and venvs
 
 
 def python_version(python: str) -> tuple[int, int] | None:

@@ -112,7 +112,7 @@ def _py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def _driver(emulator: Emulator, src: Path, args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+def _driver(emulator: Emulator, src: Path, args: argparse.Namespace, scratch: Path) -> tuple[list[str], dict[str, str]]:
     if args.floor:
         client = Client(FLOOR, "floor", sys.executable, "client_floor.py", "", "")
     else:
@@ -122,7 +122,7 @@ def _driver(emulator: Emulator, src: Path, args: argparse.Namespace) -> tuple[li
     command = [sys.executable, str(HERE / client.driver), "--endpoint", emulator.endpoint_url, "--ca", emulator.ca_file]
     command += ["--key", DEFAULT_KEY, "--timeout", "600", "--loop", args.loop]
     if args.floor:
-        presigned = Path(tempfile.mkdtemp(prefix="polly-profile-")) / "presigned.json"
+        presigned = scratch / "presigned.json"
         presign(emulator, [SHORT_TEXT, bulk_text(args.bytes)], presigned)
         command += ["--presigned", str(presigned)]
     return command, env
@@ -133,13 +133,12 @@ def _chosen(args: argparse.Namespace) -> list[Workload]:
     return [workloads[name] for name in args.workloads.split(",")]
 
 
-def profile(emulator: Emulator, args: argparse.Namespace) -> int:
+def profile(emulator: Emulator, args: argparse.Namespace, scratch: Path) -> int:
     py_spy = _py_spy()
     if py_spy is None:
         print("py-spy is not installed: pip install py-spy", file=sys.stderr)
         return 2
-    command, env = _driver(emulator, args.src, args)
-    scratch = Path(tempfile.mkdtemp(prefix="polly-profile-"))
+    command, env = _driver(emulator, args.src, args, scratch)
     for title, _, options in _chosen(args):
         raw = scratch / "profile.txt"
         spy = [py_spy, "record", "--rate", "997", "--format", "raw", "--output", str(raw), "--"]
@@ -151,18 +150,17 @@ def profile(emulator: Emulator, args: argparse.Namespace) -> int:
         result = [line for line in out.stdout.splitlines() if line.startswith("{")]  # py-spy talks on stdout too
         print(f"  driver result: {result[-1][:300] if result else '?'}")
         print(summarize(raw, args.top))
-    shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 
-def compare(emulator: Emulator, args: argparse.Namespace) -> int:
+def compare(emulator: Emulator, args: argparse.Namespace, scratch: Path) -> int:
     trees = {"this checkout": SRC, "compared": args.compare.resolve()}
     found: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
     chosen = _chosen(args)
     for _ in range(args.reps):
         for _, key, options in chosen:
             for label, src in trees.items():
-                command, env = _driver(emulator, src, args)
+                command, env = _driver(emulator, src, args, scratch)
                 out = subprocess.run([*command, *options], env=env, capture_output=True, text=True, check=True)
                 found[(key, label)].append(float(json.loads(out.stdout.strip().splitlines()[-1])[key]))
     for _, key, _ in chosen:
@@ -190,7 +188,10 @@ def main() -> int:
     bootstrap()
     emulator = Emulator()
     try:
-        return compare(emulator, args) if args.compare else profile(emulator, args)
+        # What the runs write (a signed request, py-spy's samples) is removed with this, whatever happens.
+        with tempfile.TemporaryDirectory(prefix="polly-profile-") as scratch:
+            run = compare if args.compare else profile
+            return run(emulator, args, Path(scratch))
     finally:
         emulator.close()
 

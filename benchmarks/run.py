@@ -172,15 +172,16 @@ def main() -> int:
     processes = args.emulator_processes or (1 if cpus <= 2 else min(4, cpus - 1))
     emulator = Emulator(processes, args.emulator_loop)
     try:
-        runner = Runner(emulator, counts)
-        if runner.uvloop_error:
-            notes.append(runner.uvloop_error)
-        runner.log(f"emulator at {emulator.endpoint_url}; clients: {', '.join(c.name for c in clients)}")
-        results = runner.run(clients)
-        scan = runner.scan(clients[:2])
-        check = None if args.smoke else runner.emulator_check(clients[0], max(n for n in counts.scan_levels if n <= 64))
-        codec = runner.codec(clients[0])
-        cache = runner.cache(clients[0])
+        with Runner(emulator, counts) as runner:
+            if runner.uvloop_error:
+                notes.append(runner.uvloop_error)
+            runner.log(f"emulator at {emulator.endpoint_url}; clients: {', '.join(c.name for c in clients)}")
+            results = runner.run(clients)
+            scan = runner.scan(clients[:2])
+            top = max(n for n in counts.scan_levels if n <= 64)
+            check = None if args.smoke else runner.emulator_check(clients[0], top)
+            codec = runner.codec(clients[0])
+            cache = runner.cache(clients[0])
     finally:
         emulator.close()
     for name, row in results.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from peers import clean_env
 
 from amazon_polly_streaming.emulator import Emulator, EmulatorThread
 from support import KEY, SECRET
@@ -42,8 +42,7 @@ def command() -> list[str]:
 
 def cli_env(emulator: EmulatorThread | None, **extra: str) -> dict[str, str]:
     """The environment without the developer's AWS settings, pointed at ``emulator``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1")
+    env = clean_env(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1")
     if emulator is not None:
         env.update(AWS_ENDPOINT_URL_POLLY=emulator.endpoint_url, AWS_CA_BUNDLE=emulator.ca_file)
     env.update(extra)

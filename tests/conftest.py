@@ -8,6 +8,12 @@ A module marked ``pytest.mark.all_loops`` runs each of its async tests on
 every event loop we support: asyncio's own and uvloop (a test dependency
 only; its runs are skipped where it is not installed). Test ids name the loop:
 ``test_x[asyncio]``, ``test_x[uvloop]``.
+
+No test reads the machine's AWS settings: the session starts without any
+``AWS_*`` variable, with empty config and credentials files (``clean_aws``),
+and the child processes tests start get the same from ``peers.clean_env``
+(benchmarks/peers.py, shared with the benchmark). A test of those variables
+sets them itself.
 """
 
 from __future__ import annotations
@@ -15,11 +21,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import sys
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# The benchmark's modules: the peer clients, and the clean environment every client process gets.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+from peers import AWS_ISOLATION, is_aws_setting
 
 from redis_server import MISSING_MESSAGE, RedisServer, redis_binary
 
@@ -44,6 +56,30 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # below reads it from the call spec.
     metafunc.fixturenames.append(LOOP_PARAM)
     metafunc.parametrize(LOOP_PARAM, LOOPS)
+
+
+#: Where a loopback connection never goes through a proxy (``NO_PROXY`` syntax).
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def clean_aws() -> Iterator[None]:
+    """The whole session, session-scoped fixtures included, without the machine's AWS settings.
+
+    A developer's ``AWS_PROFILE``, region, keys, ``AWS_ENDPOINT_URL*`` or ``AWS_CA_BUNDLE`` would
+    otherwise reach every client a test makes without saying otherwise, and every child process. Proxies
+    stay (installing the peers or the JS SDK may need one) but loopback, where every emulator listens,
+    bypasses them.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [name for name in os.environ if is_aws_setting(name)]:
+            patch.delenv(name)
+        for name, value in AWS_ISOLATION.items():
+            patch.setenv(name, value)
+        for name in ("NO_PROXY", "no_proxy"):
+            bypass = [entry for entry in os.environ.get(name, "").split(",") if entry.strip()]
+            patch.setenv(name, ",".join([*bypass, *LOOPBACK]))
+        yield
 
 
 def _loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:

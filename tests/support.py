@@ -1,9 +1,11 @@
-"""Shared test helpers: an emulator with a client pointed at it, and leak checks."""
+"""Shared test helpers: an emulator with a client pointed at it, leak checks, child processes' signals."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +22,35 @@ SENTENCE = "Hello there. This is a test of the streaming client."
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def default_signals(*signals: signal.Signals) -> Callable[[], None]:
+    """A ``preexec_fn``: in the child, ``signals`` get their default disposition and are not blocked.
+
+    A test that signals its child must not depend on how the suite was started: an ignored signal stays
+    ignored across exec (POSIX ``execve``: only caught ones are reset), and a suite run under ``nohup`` or
+    as ``bash scripts/test &`` from a script starts with SIGINT ignored. A program should keep that (the
+    CLI does), so the test's own Ctrl-C would never arrive.
+    """
+
+    def reset() -> None:  # runs in the child between fork and exec: signal calls only
+        for number in signals:
+            signal.signal(number, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+
+    return reset
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    """End a child so that its own clean-up runs (SIGTERM: an emulator removes its certificates' folder);
+    SIGKILL only if it does not go. Start it with ``default_signals(signal.SIGTERM)``."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def make_client(emulator: Emulator, **options: Any) -> PollyStreamingClient:

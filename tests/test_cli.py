@@ -22,7 +22,7 @@ from cli_support import cli_env as _env
 from cli_support import command as _command
 from cli_support import duration, run
 from cli_support import emulator as emulator  # the module-scoped fixture
-from support import KEY, SECRET
+from support import KEY, SECRET, default_signals, stop
 
 pytestmark = pytest.mark.timeout(60)
 pytest.importorskip("soundfile")
@@ -228,6 +228,7 @@ def test_ctrl_c_while_waiting_on_a_pipe_that_stays_open(emulator: EmulatorThread
         stdin=subprocess.PIPE,  # never written, never closed
         stderr=subprocess.PIPE,
         env=_env(emulator),
+        preexec_fn=default_signals(signal.SIGINT),
     )
     try:
         _wait_until_reading(emulator, tmp_path)
@@ -244,8 +245,11 @@ def _on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[subprocess.Pop
     """Run with a new pseudo-terminal as its controlling terminal and stdin; returns the master end."""
     master, slave = pty.openpty()
 
+    interruptible = default_signals(signal.SIGINT)
+
     def take_the_terminal() -> None:  # runs in the child, after setsid
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        interruptible()  # the test types ^C
 
     try:
         process = subprocess.Popen(
@@ -434,7 +438,11 @@ def test_the_emulator_prints_the_public_test_key_pair() -> None:
 
     ((key, secret),) = DEFAULT_CREDENTIALS.items()
     process = subprocess.Popen(
-        [*_command(), "emulator"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(None)
+        [*_command(), "emulator"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(None),
+        preexec_fn=default_signals(signal.SIGINT, signal.SIGTERM),
     )
     assert process.stdout is not None
     assert process.stderr is not None
@@ -447,8 +455,7 @@ def test_the_emulator_prints_the_public_test_key_pair() -> None:
         process.send_signal(signal.SIGINT)
         assert process.wait(15) == 0
     finally:
-        process.kill()
-        process.wait()
+        stop(process)
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert key in readme
     assert secret in readme
@@ -460,6 +467,7 @@ def test_the_emulator_keeps_a_chosen_secret_to_itself() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=_env(None),
+        preexec_fn=default_signals(signal.SIGINT, signal.SIGTERM),
     )
     assert process.stdout is not None
     assert process.stderr is not None
@@ -470,8 +478,7 @@ def test_the_emulator_keeps_a_chosen_secret_to_itself() -> None:
         assert process.wait(15) == 0
         assert "my-own-secret" not in line + process.stderr.read().decode()
     finally:
-        process.kill()
-        process.wait()
+        stop(process)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ import pytest
 from amazon_polly_streaming.emulator import EmulatorThread
 from cli_support import cli_env, command, duration
 from cli_support import emulator as emulator  # the module-scoped fixture
+from support import default_signals
 
 pytestmark = pytest.mark.timeout(60)
 pytest.importorskip("soundfile")
@@ -97,11 +98,8 @@ def test_a_new_file_gets_the_umasks_mode(emulator: EmulatorThread, tmp_path: Pat
 # ------------------------------------------------------------------ SIGTERM and SIGHUP
 
 
-def _default_signals() -> None:
-    """The child's dispositions for the signals these tests send, whatever the suite inherited."""
-    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(signum, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGHUP, signal.SIGINT})
+#: The child's dispositions for the signals these tests send, whatever the suite inherited.
+_default_signals = default_signals(signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:

@@ -519,6 +519,8 @@ async def test_https_proxy_tunnel(monkeypatch: pytest.MonkeyPatch) -> None:
 
     proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
     proxy_url = f"http://127.0.0.1:{proxy.sockets[0].getsockname()[1]}"
+    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):  # this test sets them itself
+        monkeypatch.delenv(name, raising=False)
     try:
         async with serve({"proxy": proxy_url}, audio="tone") as (emulator, client):
             assert await collect(client)

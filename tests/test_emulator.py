@@ -19,7 +19,7 @@ from amazon_polly_streaming._wire.event_signer import EventSigner
 from amazon_polly_streaming.emulator import Emulator
 from amazon_polly_streaming.exceptions import ServiceQuotaExceededException, ThrottlingException, ValidationException
 from raw_h2 import raw_request, signed_headers, text_body
-from support import KEY, SECRET, collect, make_client, serve
+from support import KEY, SECRET, collect, default_signals, make_client, serve
 
 pytestmark = pytest.mark.timeout(60)
 PROTOCOL_ERROR = 1
@@ -297,6 +297,7 @@ def test_command_line_prints_one_json_line_and_serves() -> None:
         [sys.executable, "-m", "amazon_polly_streaming.emulator", "--audio", "tone", "--strict"],
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=default_signals(signal.SIGTERM),  # the test stops it with SIGTERM
     )
     try:
         assert process.stdout is not None

@@ -8,12 +8,12 @@ the first stream.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from peers import clean_env
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,7 +31,7 @@ print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 
 
 def _env(pycache: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env = clean_env()
     # Measure what an installed package costs: pip compiles bytecode at install
     # time, so let this interpreter cache it (outside the source tree).
     env.pop("PYTHONDONTWRITEBYTECODE", None)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,13 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from peers import clean_env, locked
 
 from amazon_polly_streaming.emulator import DEFAULT_CREDENTIALS, Emulator, EmulatorThread, RequestRecord
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-
-from peers import locked
-
 from interop import THROTTLING_MESSAGE
 
 HARNESS = Path(__file__).resolve().parent / "interop" / "js"
@@ -83,20 +78,24 @@ def emulator() -> Iterator[EmulatorThread]:
 
 
 def run_sdk(node: str, emulator: EmulatorThread, *, secret: str = SECRET, **options: str) -> dict[str, Any]:
-    """Run the harness; its JSON report plus ``audio`` (the bytes the SDK handed over)."""
+    """Run the harness; its JSON report plus ``audio`` (the bytes the SDK handed over) and ``records`` (the
+    emulator's records of the requests this run made)."""
+    requests = emulator.emulator.requests
+    before = len(requests)
     out_file = Path(options.pop("out"))
     args = [node, str(SCRIPT), "--endpoint", emulator.endpoint_url, "--ca", emulator.ca_file]
     args += ["--access-key-id", KEY, "--secret-access-key", secret, "--timeout", "30", "--out", str(out_file)]
     for name, value in options.items():
         args += [f"--{name}", value]
     # The SDK must not pick up a profile, region or proxy of the machine running the tests.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and "proxy" not in k.lower()}
+    env = clean_env()
     done = subprocess.run(args, cwd=HARNESS, capture_output=True, text=True, timeout=90, env=env, check=False)
     lines = done.stdout.strip().splitlines()
     assert lines, f"the harness printed nothing (exit {done.returncode}):\n{done.stderr[-3000:]}"
     result: dict[str, Any] = json.loads(lines[-1])
     result["stderr"] = done.stderr[-3000:]
     result["audio"] = out_file.read_bytes() if out_file.exists() else b""
+    result["records"] = requests[before:]
     return result
 
 
@@ -105,16 +104,17 @@ def describe(result: dict[str, Any]) -> str:
     return f"error={result['error']} events={result['events']} stderr:\n{result['stderr']}"
 
 
-def record_of(emulator: EmulatorThread, result: dict[str, Any]) -> RequestRecord:
-    """The emulator's record of the request the SDK made (by x-amzn-requestid when the SDK saw one)."""
-    requests = emulator.emulator.requests
-    assert requests, "the emulator saw no request"
+def record_of(result: dict[str, Any]) -> RequestRecord:
+    """The emulator's record of the request this run of the SDK made (by x-amzn-requestid when the SDK saw
+    one): never a previous test's."""
+    own: list[RequestRecord] = result["records"]
+    assert own, f"the SDK never reached the emulator: {describe(result)}"
     request_id = result.get("requestId")
     if request_id:
-        for record in reversed(requests):
-            if record.request_id == request_id:
-                return record
-    return requests[-1]
+        matching = [record for record in own if record.request_id == request_id]
+        assert matching, f"no request {request_id} among this run's: {[r.request_id for r in own]}"
+        return matching[-1]
+    return own[-1]
 
 
 #: What each format's bytes start with (a check that the SDK delivered audio, not an envelope).
@@ -133,7 +133,7 @@ def test_js_sdk_receives_every_byte(node: str, emulator: EmulatorThread, tmp_pat
         out=str(tmp_path / "audio"),
     )
     assert result["error"] is None, describe(result)
-    record = record_of(emulator, result)
+    record = record_of(result)
     assert (record.status, record.outcome) == (200, "ok"), record
     assert record.access_key_id == KEY
     assert record.audio is not None
@@ -155,7 +155,7 @@ def test_js_sdk_wrong_secret_is_invalid_signature(node: str, emulator: EmulatorT
     assert error["status"] == 403
     # Refused because the signature does not match (AWS's wording), not for another reason.
     assert "signature we calculated does not match" in error["message"], describe(result)
-    record = record_of(emulator, result)
+    record = record_of(result)
     assert (record.status, record.outcome) == (403, "error:InvalidSignatureException")
     assert result["audio"] == b""
 
@@ -169,7 +169,7 @@ def test_js_sdk_throttling_fault(node: str, emulator: EmulatorThread, tmp_path: 
     assert error["name"] == "ThrottlingException", describe(result)
     # The SDK reads the model's `message` member; without it, it says "Unknown".
     assert error["message"] == THROTTLING_MESSAGE, describe(result)
-    assert record_of(emulator, result).outcome == "fault:throttling"
+    assert record_of(result).outcome == "fault:throttling"
 
 
 def test_js_sdk_unknown_voice_is_validation_error(node: str, emulator: EmulatorThread, tmp_path: Path) -> None:
@@ -180,5 +180,5 @@ def test_js_sdk_unknown_voice_is_validation_error(node: str, emulator: EmulatorT
     assert error["status"] == 400
     assert error["message"] not in ("", "Unknown"), describe(result)
     assert "NoSuchVoice" in error["message"], describe(result)
-    record = record_of(emulator, result)
+    record = record_of(result)
     assert (record.status, record.outcome) == (400, "error:ValidationException")

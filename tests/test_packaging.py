@@ -85,6 +85,8 @@ def test_the_wheel_holds_the_package_alone(dists: tuple[Path, Path]) -> None:
 
 def test_the_sdist_runs_its_own_tests(dists: tuple[Path, Path], tmp_path: Path) -> None:
     with tarfile.open(dists[0]) as sdist:
+        # The JS SDK's installed packages (tests/interop/js/node_modules, made by an earlier interop run) stay out.
+        assert not [name for name in sdist.getnames() if "node_modules" in name or name.endswith(".install.lock")]
         sdist.extractall(tmp_path, filter="data")
     (root,) = tmp_path.iterdir()
     assert "Apache License" in (root / "LICENSE").read_text()

@@ -98,8 +98,7 @@ def test_a_broken_config_file_is_named(tmp_path: Path) -> None:
 
 
 def test_the_client_uses_it(monkeypatch: pytest.MonkeyPatch, config: str) -> None:
-    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_DEFAULT_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+    # Nothing else of the machine's AWS settings is there (tests/conftest.py): no region, no endpoint.
     monkeypatch.setenv("AWS_CONFIG_FILE", config)
     monkeypatch.setenv("AWS_PROFILE", "voice")
     client = PollyStreamingClient()
@@ -111,8 +110,6 @@ def test_the_client_uses_it(monkeypatch: pytest.MonkeyPatch, config: str) -> Non
 @pytest.mark.parametrize("profile", [None, "voice", "with space", "noregion"])
 def test_same_answer_as_botocore(monkeypatch: pytest.MonkeyPatch, config: str, profile: str | None) -> None:
     botocore_session = pytest.importorskip("botocore.session")
-    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_DEFAULT_PROFILE", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", config)
     if profile is not None:
         monkeypatch.setenv("AWS_PROFILE", profile)

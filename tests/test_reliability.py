@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ from amazon_polly_streaming.exceptions import (
     ThrottlingException,
     ValidationException,
 )
-from support import KEY, SECRET, collect, serve
+from support import KEY, SECRET, collect, default_signals, serve, stop
 
 _BY_KIND: dict[str, type[PollyStreamingError] | None] = {
     "throttling": ThrottlingException,
@@ -142,14 +143,14 @@ def test_no_secret_in_logs_messages_or_reprs(tmp_path: Any) -> None:
         [sys.executable, "-m", "amazon_polly_streaming.emulator", "--audio", "tone"],
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=default_signals(signal.SIGTERM),
     )
     try:
         assert process.stdout is not None
         ready = json.loads(process.stdout.readline())
         captured = asyncio.run(_secret_run(ready, token))
     finally:
-        process.terminate()
-        process.wait(10)
+        stop(process)
     text = "\n".join(captured["texts"])
     assert "DEBUG" in text  # the run did log
     for secret in (SECRET, token, *captured["signatures"]):
