@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from peers import VENVS, clean_env
@@ -36,6 +36,9 @@ class Counts:
     scan_rounds: int  # scan processes per client and level, interleaved
     count_levels: tuple[int, ...]  # conversations at once for the instruction counts (on both loops)
     count_calls: int  # calls counted per process, split among its conversations (at least 1 each)
+    cache_calls: int = 500  # calls per row of the phrase cache's rows (hits: 4 times as many)
+    cache_phrases: int = 10_000  # distinct phrases spoken through the cache of the RSS row
+    cache_max_bytes: int = 16 * 2**20  # ... bounded by this MemoryCache(max_bytes=...)
 
 
 COUNTS = {
@@ -45,6 +48,9 @@ COUNTS = {
     "quick": Counts(5, 3, 10, 100, 200, 3, 16, 1024 * 1024, 1, 16, 1.0, (1, 16, 64, 256), (1, 64), 512, 4, 1, (1,), 32),
     "smoke": Counts(2, 1, 3, 20, 30, 1, 4, 64 * 1024, 1, 4, 0.3, (1, 16), (1,), 32, 2, 1, (), 0),
 }
+# The phrase cache's counts, smaller than the full run's (its defaults).
+COUNTS["quick"] = replace(COUNTS["quick"], cache_calls=100, cache_phrases=2000, cache_max_bytes=4 * 2**20)
+COUNTS["smoke"] = replace(COUNTS["smoke"], cache_calls=20, cache_phrases=300, cache_max_bytes=2**20)
 
 
 @dataclass

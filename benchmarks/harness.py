@@ -476,8 +476,31 @@ class Runner:
             other.close()
         return {"conversations": conversations, "by_processes": {str(k): _scan_medians(v) for k, v in runs.items()}}
 
+    def cache(self, ours: Client) -> dict[str, Any]:
+        """The phrase cache's rows (TTFA and CPU per call: memory hit, Redis hit, miss) and RSS under its bound."""
+        counts = self.counts
+        result: dict[str, Any] = {}
+        for mode in ("rows", "rss"):
+            self.log(f"9/9 phrase cache: {mode}")
+            args = [ours.python, str(HERE / "cache_speed.py"), "--mode", mode]
+            args += ["--endpoint", self.emulator.endpoint_url, "--ca", self.emulator.ca_file]
+            args += ["--calls", str(counts.cache_calls), "--phrases", str(counts.cache_phrases)]
+            args += ["--max-bytes", str(counts.cache_max_bytes)]
+            try:
+                out = subprocess.run(
+                    args, capture_output=True, text=True, timeout=900, env=client_env(ours), check=False
+                )
+            except subprocess.TimeoutExpired:
+                result[mode] = {"error": "no result within 900 s"}
+                continue
+            if out.returncode != 0:
+                result[mode] = {"error": (out.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+                continue
+            result[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        return result
+
     def codec(self, ours: Client) -> dict[str, Any]:
-        self.log("8/8 codec alone (sans-IO, no sockets)")
+        self.log("8/9 codec alone (sans-IO, no sockets)")
         seconds = self.counts.codec_seconds
         out = subprocess.run(
             [ours.python, str(HERE / "codec_speed.py"), "--seconds", str(seconds)],

@@ -44,6 +44,7 @@ def targets(
     codec: dict[str, Any],
     scan: list[dict[str, Any]],
     instructions: list[dict[str, Any]] | None = None,
+    cache: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     ours, floor = results.get(OURS, {}), results.get(FLOOR, {})
     peers = {name: row for name, row in results.items() if name not in (OURS, FLOOR)}
@@ -110,7 +111,62 @@ def targets(
     within("N=64: TTFA p99 <= 1.3x floor", a, b, 1.3, " ms", "floor")
     a, b = ours.get("cpu_us_per_call_uvloop"), floor.get("cpu_us_per_call_uvloop")
     within("uvloop: CPU/utterance <= 1.25x floor", a, b, 1.25, " us", "uvloop floor")
+    out += cache_targets(cache or {})
     return out
+
+
+#: The phrase cache's rows, in the order the table shows them.
+CACHE_ROWS = ("no cache", "miss (Redis)", "Redis hit", "memory hit")
+
+
+def cache_targets(cache: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = cache.get("rows", {})
+    out = []
+    for label, name, limit in (("memory hit", "memory hit", 0.3), ("Redis hit", "Redis hit", 1.0)):
+        row = rows.get(name)
+        value = row.get("ttfa_median_ms") if isinstance(row, dict) else None
+        met = _at_most(value, limit)
+        out.append({"target": f"cache: {label} TTFA <= {limit:g} ms", "met": met, "detail": fmt(value, " ms")})
+    rss = cache.get("rss", {})
+    growth, bound = rss.get("rss_growth_bytes"), rss.get("max_bytes")
+    rss_limit = None if bound is None else bound * 1.1
+    detail = f"{fmt(None if growth is None else growth / 2**20, ' MiB')} after {rss.get('phrases')} phrases"
+    detail += f" (bound {fmt(None if bound is None else bound / 2**20, ' MiB')})"
+    out.append({"target": "cache: RSS <= max_bytes + 10%", "met": _at_most(growth, rss_limit), "detail": detail})
+    return out
+
+
+def render_cache(cache: dict[str, Any]) -> list[str]:
+    """The phrase cache's table: TTFA and CPU per call of each row, then the RSS line."""
+    if not cache:
+        return []
+    lines = ["", "phrase cache (short utterance, 16 kHz PCM, loopback):", ""]
+    rows = cache.get("rows", {})
+    if "error" in rows:
+        lines.append(f"failed: {rows['error']}")
+    else:
+        lines += ["| call | TTFA median (ms) | TTFA p99 (ms) | CPU per call (us) | calls |", "|---|---|---|---|---|"]
+        for name in CACHE_ROWS:
+            row = rows.get(name)
+            if isinstance(row, dict):
+                lines.append(
+                    f"| {name} | {row['ttfa_median_ms']:.3f} | {row['ttfa_p99_ms']:.3f} "
+                    f"| {fmt(row['cpu_us_per_call'])} | {row['calls']} |"
+                )
+        if isinstance(rows.get("redis"), str):
+            lines.append(f"Redis rows {rows['redis']}")
+    rss = cache.get("rss", {})
+    if "error" in rss:
+        lines.append(f"RSS: failed: {rss['error']}")
+    elif rss:
+        growth = rss["rss_growth_bytes"]
+        lines.append(
+            f"RSS after {rss['phrases']:,} distinct phrases of {rss['phrase_audio_bytes']} bytes through "
+            f"MemoryCache(max_bytes={rss['max_bytes'] / 2**20:g} MiB): "
+            f"{fmt(None if growth is None else growth / 2**20, ' MiB')} more "
+            f"({rss['entries']} entries, {rss['cache_bytes'] / 2**20:.2f} MiB counted, {rss['evictions']} evictions)"
+        )
+    return lines
 
 
 SCAN_TARGET_LEVELS = (1, 16, 64, 256)
@@ -176,6 +232,7 @@ def render(report: dict[str, Any]) -> str:
             f"{fmt(codec['encode_envelopes_mb_s'])} MB/s ({fmt(codec['encode_envelopes_per_s'])} envelopes/s "
             f"of {codec['envelope_bytes']} bytes)"
         )
+    lines += render_cache(report.get("cache", {}))
     lines += render_targets(report["targets"], 38)
     for name, row in results.items():
         if row.get("errors"):

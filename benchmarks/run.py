@@ -40,7 +40,11 @@ processes; (8) the sans-IO codec alone; (9) instructions per stream under
 Valgrind's callgrind, ours and the floor at N = 1 and 64 on both loops, the
 scan's measured window only (``counting.py`` says how): CPU time moves by
 10-15 % between processes of the same code, the counts by well under 1 %,
-so the CPU-per-stream targets are judged on them. Ours and the floor run (3), (4) and
+so the CPU-per-stream targets are judged on them; (10) the phrase cache: time
+to first audio and CPU per call of a memory hit, a Redis hit (a private
+``redis-server`` on loopback, when one is on PATH) and a miss beside an
+uncached call, and RSS after many distinct phrases under a 16 MiB bound
+(``cache_speed.py``). Ours and the floor run (3), (4) and
 each row of (7) in 5 interleaved processes and report the median, as this
 kind of machine drifts; the peers, at tens of times the floor, run once.
 Prints a table (medians, p99, ratios to the floor and to ours), the scan's
@@ -101,7 +105,7 @@ def _requirements() -> list[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     uvloop = [spec for spec in extras["test"] if spec.startswith("uvloop")]  # for the uvloop rows
-    return [*project["dependencies"], *extras["emulator"], *uvloop, *extras.get("redis", [])]  # redis: the fleet
+    return [*project["dependencies"], *extras["emulator"], *extras["redis"], *uvloop]  # redis: fleet, cache
 
 
 def bootstrap() -> None:
@@ -204,6 +208,7 @@ def main() -> int:
             top = max(n for n in counts.scan_levels if n <= 64)
             check = None if args.smoke else runner.emulator_check(clients[0], top)
             codec = runner.codec(clients[0])
+            cache = runner.cache(clients[0])
     finally:
         emulator.close()
     fleet = None
@@ -224,7 +229,8 @@ def main() -> int:
         "emulator_check": check,
         "codec": codec,
         "fleet": fleet,
-        "targets": targets(results, codec, scan, instructions),
+        "cache": cache,
+        "targets": targets(results, codec, scan, instructions, cache),
         "notes": notes,
         "seconds": round(time.monotonic() - began, 1),
     }
@@ -234,6 +240,7 @@ def main() -> int:
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {args.json}", file=sys.stderr)
     broken = [name for name in (OURS, FLOOR) if results[name]["errors"]] + (["codec"] if "error" in codec else [])
+    broken += [f"cache {mode}" for mode, row in cache.items() if "error" in row]
     broken += [
         f"scan {row['loop']} N={row['conversations']}"
         for row in scan

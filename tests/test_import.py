@@ -17,13 +17,15 @@ from peers import clean_env
 
 pytestmark = pytest.mark.timeout(60)
 
-LAZY = ("botocore", "asyncio", "ssl", "h2", "configparser", "cryptography", "numpy", "espeakng_loader")
+LAZY = ("botocore", "asyncio", "ssl", "h2", "configparser", "cryptography", "numpy", "espeakng_loader", "redis")
 
 PROBE = """
 import json, sys
 import amazon_polly_streaming
 from amazon_polly_streaming import PollyStreamingClient
 PollyStreamingClient(region="us-east-1")
+from amazon_polly_streaming.cache import MemoryCache
+PollyStreamingClient(region="us-east-1", cache=MemoryCache())
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 """
 

@@ -84,6 +84,7 @@ class StreamMetrics:
     __slots__ = (
         "admission_wait",
         "audio_bytes",
+        "cache_hit",
         "connection_reused",
         "connection_wait",
         "started",
@@ -100,6 +101,8 @@ class StreamMetrics:
         self.time_to_first_audio: float | None = None
         self.total_time: float | None = None
         self.audio_bytes = 0
+        #: The audio was replayed from the phrase cache: no stream, nothing billed.
+        self.cache_hit = False
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__ if name != "started")

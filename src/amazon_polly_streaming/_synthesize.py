@@ -39,17 +39,22 @@ async def synthesize(
     text_type: str | None,
     flush: bool,
     policy: RetryPolicy | None,
+    on_session: Callable[[SpeechStream], None] | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """The generator behind ``start_speech_synthesis_stream``.
 
     ``text`` is a source of text chunks or, ``whole``, a string's encoded
     TextEvents (checked and made at the call, before any I/O).
+    ``on_session`` is told each attempt's stream (the phrase cache reads
+    its billed characters and metrics).
     """
     attempt = 0
     while True:
         attempt += 1
         session = SpeechStream(get_runtime(), params, use_pool=use_pool, text_type=text_type)
         pump: asyncio.Task[None] | None = None
+        if on_session is not None:
+            on_session(session)
         try:
             await session.open(keepalive=not whole)
             if whole:

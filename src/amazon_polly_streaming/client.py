@@ -26,7 +26,7 @@ from ._region import DEFAULT_REGION, resolve_region
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import AsyncGenerator, AsyncIterable, Iterable
+    from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
     from contextlib import AbstractAsyncContextManager
     from types import TracebackType
     from typing import TypeAlias
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ._runtime import Runtime
     from ._session import SpeechStream
     from ._wire.request import SynthesisParams
+    from .cache import PhraseCache
     from .credentials import CredentialsSource
     from .retries import RetryPolicy
 
@@ -78,6 +79,10 @@ class PollyStreamingClient:
     * ``retries`` -- a :class:`~amazon_polly_streaming.retries.RetryPolicy`
       or a number of attempts; retries only happen before any audio reached
       the caller. Off by default.
+    * ``cache`` -- a :class:`~amazon_polly_streaming.cache.MemoryCache` or
+      :class:`~amazon_polly_streaming.cache.RedisCache`: calls whose ``text``
+      is a whole string replay phrases spoken before instead of calling
+      Polly (see docs/cache.md). Not closed with the client.
     * ``limiter`` -- admission control: a
       :class:`~amazon_polly_streaming.limits.LocalLimiter`, a
       :class:`~amazon_polly_streaming.limits.RedisLimiter` (a whole fleet's
@@ -102,6 +107,7 @@ class PollyStreamingClient:
         keepalive_interval: float | None = 3.0,
         retries: RetryPolicy | int | None = None,
         limiter: Limiter | int | None = None,
+        cache: PhraseCache | None = None,
     ) -> None:
         import threading
 
@@ -139,6 +145,12 @@ class PollyStreamingClient:
         # Checks the source's type now; secrets stay inside Credentials,
         # whose repr redacts them.
         self._credentials = CredentialResolver(credentials)
+        if cache is not None:
+            from .cache import PhraseCache
+
+            if not isinstance(cache, PhraseCache):
+                raise TypeError(f"cache must be a MemoryCache or a RedisCache, not {type(cache).__name__}")
+        self._cache = cache
         self._runtimes: dict[asyncio.AbstractEventLoop, Runtime] = {}
         self._runtimes_lock = threading.Lock()
         self._closed = False
@@ -194,6 +206,11 @@ class PollyStreamingClient:
         return self._config.keepalive_interval
 
     @property
+    def cache(self) -> PhraseCache | None:
+        """The phrase cache whole-text calls look up first, or None."""
+        return self._cache
+
+    @property
     def limiter(self) -> Limiter | None:
         """The admission limiter streams take a permit from, or None."""
         return self._config.limiter
@@ -234,6 +251,7 @@ class PollyStreamingClient:
         text_type: str | None = None,
         lexicon_names: Iterable[str] | None = None,
         flush: bool = False,
+        cache: bool = True,
     ) -> AsyncGenerator[bytes, None]:
         """Synthesize ``text`` and yield the audio bytes as Polly sends them.
 
@@ -247,6 +265,11 @@ class PollyStreamingClient:
         (one SSML document per chunk); ``flush=True`` asks Polly to
         synthesize each chunk at once. Every argument, and a string ``text``,
         is checked here, before any I/O.
+
+        With the client's ``cache``, a string ``text`` is looked up first and
+        the call returns a :class:`~amazon_polly_streaming._cached_synthesis.CachedSpeech`
+        (an async generator that also tells ``cache_hit``, ``metrics`` and
+        ``request_characters``); ``cache=False`` skips the cache for this call.
 
         The stream ends only after Polly's ``StreamClosedEvent``; anything
         else raises. Breaking out, ``aclose()`` or cancelling resets the
@@ -262,16 +285,28 @@ class PollyStreamingClient:
             from ._wire.request import text_events
 
             events = text_events(text, text_type=text_type, flush=flush)
-            return synthesize(
-                self._runtime,
-                params,
-                events,
-                whole=True,
-                use_pool=use_pool,
-                text_type=text_type,
-                flush=flush,
-                policy=policy,
-            )
+
+            def speak(on_session: Callable[[SpeechStream], None] | None = None) -> AsyncGenerator[bytes, None]:
+                return synthesize(
+                    self._runtime,
+                    params,
+                    events,
+                    whole=True,
+                    use_pool=use_pool,
+                    text_type=text_type,
+                    flush=flush,
+                    policy=policy,
+                    on_session=on_session,
+                )
+
+            phrase_cache = self._cache
+            if phrase_cache is not None and cache:
+                # Before synthesize: a hit takes no connection and no admission.
+                from ._cached_synthesis import cached_synthesize
+
+                key = phrase_cache.key(params, text, text_type=text_type, flush=flush, region=self._config.region)
+                return cached_synthesize(phrase_cache, key, params, speak)
+            return speak()
         if isinstance(text, bytes | bytearray | memoryview):
             raise TypeError("text must be str, not bytes")
         if not (hasattr(text, "__aiter__") or hasattr(text, "__iter__")):

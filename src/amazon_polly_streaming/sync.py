@@ -52,6 +52,9 @@ _CLIENT_OPTIONS = frozenset(
 def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     client = {k: v for k, v in options.items() if k in _CLIENT_OPTIONS}
     stream = {k: v for k, v in options.items() if k not in _CLIENT_OPTIONS}
+    # ``cache`` names both the client's cache and the call's ``cache=False``.
+    if "cache" in stream and not isinstance(stream["cache"], bool):
+        client["cache"] = stream.pop("cache")
     return client, stream
 
 
@@ -75,7 +78,8 @@ def iter_synthesize(text: str | Iterable[str], voice_id: str, **options: Any) ->
     ``options`` are any of ``PollyStreamingClient``'s and
     ``start_speech_synthesis_stream``'s keyword arguments. Closing the
     generator early (``break``, ``close()``, garbage collection) ends the
-    stream and its thread.
+    stream and its thread. A ``cache=MemoryCache(...)`` passed to several
+    calls serves each phrase from memory after its first call.
     """
     _refuse_inside_loop("iter_synthesize")
     from ._transport.loop_thread import LoopThread
@@ -88,10 +92,13 @@ def iter_synthesize(text: str | Iterable[str], voice_id: str, **options: Any) ->
 
     async def close() -> None:
         await client.close()
+        # A RedisLimiter's release of this call's permit, and a RedisCache's
+        # connections, belong to this call's loop, which ends after this.
         closer = getattr(client.limiter, "aclose", None)
         if closer is not None:
-            # A RedisLimiter's connections and pending release of this call live on this loop: end them there.
             await closer()
+        if client.cache is not None:
+            await client.cache.aclose()
 
     runner = LoopThread(generator, close, BUFFER_BYTES)
     try:

@@ -702,3 +702,22 @@ async def test_an_interrupted_turn_in_the_chat_context_holds_what_had_started_pl
 
 def tokens_of(text: str) -> list[str]:
     return [word if i == 0 else " " + word for i, word in enumerate(text.split(" "))]
+
+
+@pytest.mark.timeout(60)
+async def test_say_with_a_string_goes_through_the_phrase_cache_and_streamed_turns_do_not() -> None:
+    from amazon_polly_streaming.cache import MemoryCache
+
+    cache = MemoryCache()
+    async with serve({"cache": cache}, record_audio=True) as (emulator, client):
+        polly = TTS(client=client)
+        first = await polly.synthesize(TEXT, conn_options=NO_RETRY).collect()
+        second = await polly.synthesize(TEXT, conn_options=NO_RETRY).collect()
+        assert len(emulator.requests) == 1  # the second was replayed
+        assert second.data.tobytes() == first.data.tobytes()
+        await speak_turn(polly, [TEXT])
+        await speak_turn(polly, [TEXT])
+        await polly.aclose()
+        assert len(emulator.requests) == 3  # each streamed turn went to Polly
+        stats = cache.stats()
+        assert (stats.hits, stats.misses) == (1, 1)

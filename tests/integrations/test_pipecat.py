@@ -633,3 +633,35 @@ async def test_a_japanese_reply_in_the_context_is_its_text_exactly(mode: TextAgg
         await runner.add_workers(talk.worker)
         await asyncio.gather(runner.run(), script())
         assert talk.assistant_turns() == [text]
+
+
+@pytest.mark.timeout(60)
+async def test_a_tts_speak_frame_goes_through_the_phrase_cache_and_llm_turns_do_not() -> None:
+    from amazon_polly_streaming.cache import MemoryCache
+
+    cache = MemoryCache()
+    async with Emulator(audio="tone") as emulator:
+        tts = make_service(emulator, cache=cache)
+        phrase = "Thanks for calling. One moment, please."
+        frames: list[Frame] = [
+            TTSSpeakFrame(phrase),
+            SleepFrame(0.5),
+            TTSSpeakFrame(phrase),
+            SleepFrame(0.5),
+            *llm_turn(phrase),
+            SleepFrame(0.5),
+        ]
+        down, _ = await speak(tts, frames)
+        assert len(emulator.requests) == 2  # the first TTSSpeakFrame and the LLM turn
+        assert all(record.outcome == "ok" for record in emulator.requests)
+        contexts = [f.context_id for f in down if isinstance(f, TTSStartedFrame)]
+        assert len(contexts) == 3
+        first, replayed, turn = (audio_of(down, context) for context in contexts)
+        assert first
+        # The same PCM, resampled again: the same length (the resampler's
+        # rounding may differ in the last bit where chunks meet).
+        assert abs(len(replayed) - len(first)) <= 4
+        assert turn
+        check_framing(down, 24000)
+        stats = cache.stats()
+        assert (stats.hits, stats.misses) == (1, 1)

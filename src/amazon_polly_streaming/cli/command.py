@@ -121,6 +121,9 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     say.add_argument("--lexicon", action="append", metavar="NAME", help="apply a pronunciation lexicon (repeatable)")
     say.add_argument("--flush", action="store_true", help="synthesize each stdin line at once")
     say.add_argument("--local", action="store_true", help="run against the bundled emulator (offline demo)")
+    say.add_argument(
+        "--cache-redis", metavar="URL", help="replay TEXT spoken before from this Redis (needs the [redis] extra)"
+    )
     _add_connection_options(say)
     _add_verbosity(say)
 
@@ -230,8 +233,14 @@ def _client(args: argparse.Namespace, **overrides: object) -> PollyStreamingClie
         options["verify"] = args.ca_bundle
     options.update(overrides)
     try:
+        if getattr(args, "cache_redis", None):
+            from ..cache import RedisCache
+
+            options["cache"] = RedisCache(args.cache_redis)
         return PollyStreamingClient(**options)  # type: ignore[arg-type]
     except (ValueError, TypeError) as exc:
+        raise _Usage(str(exc)) from None
+    except ImportError as exc:
         raise _Usage(str(exc)) from None
 
 
@@ -351,9 +360,12 @@ async def _speak(
                 progress.update(chunk)
     finally:
         progress.finish()
+        if client.cache is not None:
+            await client.cache.aclose()
     output.commit()
     if not args.quiet:
-        print(f"wrote {output.shown}: {progress.line()}", file=sys.stderr)
+        hit = " (from the phrase cache)" if getattr(stream, "cache_hit", False) else ""
+        print(f"wrote {output.shown}: {progress.line()}{hit}", file=sys.stderr)
 
 
 async def _first_line(client: PollyStreamingClient, lines: AsyncGenerator[str, None]) -> str | None:

@@ -27,8 +27,8 @@ import asyncio
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import AsyncExitStack
-from typing import Any, Never, Protocol
+from contextlib import AsyncExitStack, aclosing
+from typing import TYPE_CHECKING, Any, Never, Protocol, cast
 
 try:
     from livekit import rtc
@@ -53,6 +53,9 @@ from ..client import PollyStreamingClient
 from ..exceptions import HTTPStatusError, PollyStreamingError, ServiceException
 from ._word_timing import SpeakingRate, TimedWord
 
+if TYPE_CHECKING:
+    from .._cached_synthesis import CachedSpeech
+
 __all__ = ["TTS", "ChunkedStream", "SynthesizeStream"]
 
 logger = logging.getLogger("amazon_polly_streaming.integrations.livekit")
@@ -68,6 +71,14 @@ class _Metrics(Protocol):
     def connection_wait(self) -> float | None: ...
     @property
     def connection_reused(self) -> bool | None: ...
+
+
+class _Audio(Protocol):
+    """What the sink reads: a session, or a whole-text call (cached or not)."""
+
+    @property
+    def request_id(self) -> str | None: ...
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
 
 
 class _Session(Protocol):
@@ -225,6 +236,21 @@ class TTS(tts.TTS[Never]):  # no events beyond LiveKit's own
         except TimeoutError as exc:
             raise APITimeoutError(f"no Polly stream within {timeout:g} s") from exc
 
+    async def _say(self, owner: tts.ChunkedStream, sink: _AudioSink, text: str) -> None:
+        """A whole text in one call through the client's phrase cache: replayed when spoken before."""
+        # With the client's cache, a whole text's call is a CachedSpeech.
+        call = cast("CachedSpeech", self._client.start_speech_synthesis_stream(text=text, **self._stream_options))
+        try:
+            # Closed at once when LiveKit cancels the task: a live stream is reset.
+            async with aclosing(call):
+                await sink.play(call)
+        except PollyStreamingError as exc:
+            raise _livekit_error(exc, audio_seen=sink.audio_seen, request_id=call.request_id) from exc
+        metrics = call.metrics
+        if metrics is not None:
+            owner._acquire_time = metrics.connection_wait or 0.0
+            owner._connection_reused = bool(metrics.connection_reused or metrics.cache_hit)
+
 
 class SynthesizeStream(tts.SynthesizeStream):
     """One agent turn: one Polly stream, opened when the first token arrives."""
@@ -261,7 +287,11 @@ class SynthesizeStream(tts.SynthesizeStream):
 
 
 class ChunkedStream(tts.ChunkedStream):
-    """``synthesize(text)``: the whole text in one Polly stream, audio as it comes."""
+    """``synthesize(text)`` (``session.say("...")``): the whole text in one Polly stream, audio as it comes.
+
+    With a client made with ``cache=``, a text spoken before is replayed from
+    the phrase cache instead; streamed turns (``stream()``) never are.
+    """
 
     def __init__(self, *, tts: TTS, input_text: str, conn_options: APIConnectOptions) -> None:
         self._polly = tts  # before the base class starts the task that runs _run
@@ -275,6 +305,10 @@ class ChunkedStream(tts.ChunkedStream):
         text = self._input_text
         if not text.strip():
             sink.start(None, segment=False)
+            return
+
+        if polly.client.cache is not None:
+            await polly._say(self, sink, text)
             return
 
         async def send(session: _Session) -> None:
@@ -348,7 +382,7 @@ class _AudioSink:
             self._emitter.start_segment(segment_id=request_id)
             self._segment = True
 
-    async def play(self, session: _Session) -> None:
+    async def play(self, session: _Audio) -> None:
         async for chunk in session:
             self.audio_seen = True
             self.start(session.request_id)

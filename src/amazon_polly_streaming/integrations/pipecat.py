@@ -19,12 +19,13 @@ are played, and an interrupted reply keeps about what the caller heard.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 try:
     from loguru import logger
@@ -36,6 +37,7 @@ try:
         InterruptionFrame,
         StartFrame,
         TTSAudioRawFrame,
+        TTSSpeakFrame,
         TTSStartedFrame,
         TTSStoppedFrame,
     )
@@ -58,6 +60,7 @@ from ._word_timing import SpeakingRate, TimedWord, WordTimer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .._cached_synthesis import CachedSpeech
     from .._session import SpeechStream
 
 __all__ = ["PollyStreamingTTSService", "PollyStreamingTTSSettings"]
@@ -205,6 +208,11 @@ class PollyStreamingTTSService(TTSService):
         # Each voice's seconds of audio per character, from its finished
         # streams: the prior of the next stream's word timer.
         self._speaking_rates: dict[tuple[str, str, str | None], SpeakingRate] = {}
+        # With the client's phrase cache, a TTSSpeakFrame's text is whole: it
+        # is gathered here and spoken in one call through the cache when its
+        # context completes (an LLM turn's streamed tokens never are).
+        self._in_speak_frame = False
+        self._whole_texts: dict[str, list[str]] = {}
 
     @property
     def client(self) -> PollyStreamingClient:
@@ -256,7 +264,10 @@ class PollyStreamingTTSService(TTSService):
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         turn = self._turns.get(context_id)
-        if turn is None and context_id in self._failed_contexts:
+        whole = self._whole_texts.get(context_id)
+        if whole is not None:
+            whole.append(text)  # spoken, whole, when its context completes
+        elif turn is None and context_id in self._failed_contexts:
             logger.trace(f"{self}: dropping text of failed context {context_id}")
         else:
             await self._send(turn or self._open_turn(context_id), text)
@@ -289,8 +300,16 @@ class PollyStreamingTTSService(TTSService):
         if turn is not None:
             await self._close_input(turn)
 
+    async def on_turn_context_created(self, context_id: str) -> None:
+        await super().on_turn_context_created(context_id)
+        if self._in_speak_frame:
+            self._whole_texts[context_id] = []
+
     async def on_turn_context_completed(self) -> None:
         context_id = self._turn_context_id
+        whole = self._whole_texts.pop(context_id, None) if context_id else None
+        if context_id and whole is not None and "".join(whole).strip():
+            self._open_turn(context_id, "".join(whole))
         await super().on_turn_context_completed()  # type: ignore[no-untyped-call]  # unannotated in pipecat
         # pipecat flushes only a turn whose audio context is still open; one
         # that went quiet for stop_frame_timeout_s (the LLM paused before its
@@ -311,6 +330,7 @@ class PollyStreamingTTSService(TTSService):
     # ------------------------------------------------------------------ interruptions
 
     async def on_audio_context_interrupted(self, context_id: str) -> None:
+        self._whole_texts.pop(context_id, None)
         turn = self._turns.get(context_id)
         if turn is not None:
             await self._abort(turn)
@@ -324,11 +344,18 @@ class PollyStreamingTTSService(TTSService):
             for turn in list(self._turns.values()):
                 if turn.interruptible and not self.audio_context_available(turn.context_id):
                     await self._abort(turn)
+        elif isinstance(frame, TTSSpeakFrame) and self._client.cache is not None:
+            self._in_speak_frame = True
+            try:
+                await super().process_frame(frame, direction)
+            finally:
+                self._in_speak_frame = False
+            return
         await super().process_frame(frame, direction)
 
     # ------------------------------------------------------------------ streams
 
-    def _open_turn(self, context_id: str) -> _PollyTurn:
+    def _open_turn(self, context_id: str, whole_text: str | None = None) -> _PollyTurn:
         context = self._tts_contexts.get(context_id)
         turn = _PollyTurn(
             context_id,
@@ -337,29 +364,43 @@ class PollyStreamingTTSService(TTSService):
             timer=self._speaking_rate().timer(),
         )
         self._turns[context_id] = turn
-        turn.task = self.create_task(self._run_turn(turn), f"polly-{context_id}")
+        turn.task = self.create_task(self._run_turn(turn, whole_text), f"polly-{context_id}")
         return turn
 
-    async def _run_turn(self, turn: _PollyTurn) -> None:
-        """Open the turn's stream and play its audio into the turn's audio context."""
+    async def _run_turn(self, turn: _PollyTurn, whole_text: str | None = None) -> None:
+        """Open the turn's stream and play its audio into the turn's audio context.
+
+        ``whole_text``: the turn's only text, spoken in one call through the
+        client's phrase cache (replayed when spoken before) instead of a session.
+        """
         settings = self._settings
         polly_rate = polly_sample_rate(self.sample_rate)
         # None sends no LanguageCode: the voice's own language (Polly wants it
         # only for bilingual voices).
         language = str(settings.language) if settings.language else None
+        options: dict[str, Any] = {
+            "voice_id": str(settings.voice),
+            "engine": str(settings.engine),
+            "language_code": language,
+            "lexicon_names": settings.lexicon_names if isinstance(settings.lexicon_names, tuple) else None,
+            "output_format": "pcm",
+            "sample_rate": str(polly_rate),
+        }
         try:
-            async with self._client.open_stream(
-                voice_id=str(settings.voice),
-                engine=str(settings.engine),
-                # The client takes None (annotated str until its next release).
-                language_code=language,  # type: ignore[arg-type, unused-ignore]
-                lexicon_names=settings.lexicon_names if isinstance(settings.lexicon_names, tuple) else None,
-                output_format="pcm",
-                sample_rate=str(polly_rate),
-            ) as session:
-                turn.session = session
+            if whole_text is None:
+                async with self._client.open_stream(**options) as session:
+                    turn.session = session
+                    turn.opened.set()
+                    await self._play(turn, session, polly_rate)
+            else:
+                # With the client's cache, a whole text's call is a CachedSpeech.
+                call = cast("CachedSpeech", self._client.start_speech_synthesis_stream(text=whole_text, **options))
                 turn.opened.set()
-                await self._play(turn, session, polly_rate)
+                # Closed at once when the turn is cancelled (an interruption): the stream is reset.
+                async with contextlib.aclosing(call):
+                    await self._play(turn, call, polly_rate)
+                if not call.cache_hit:
+                    await self.start_tts_usage_metrics(whole_text)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -369,7 +410,7 @@ class PollyStreamingTTSService(TTSService):
             if self._turns.get(turn.context_id) is turn:
                 del self._turns[turn.context_id]
 
-    async def _play(self, turn: _PollyTurn, session: SpeechStream, polly_rate: int) -> None:
+    async def _play(self, turn: _PollyTurn, session: SpeechStream | CachedSpeech, polly_rate: int) -> None:
         # Pipecat's own streaming resampler, one per stream so that its filter
         # history is this stream's. It keeps that history across gaps (an LLM
         # pause): clearing it would drop the samples it holds.
@@ -398,12 +439,14 @@ class PollyStreamingTTSService(TTSService):
             await self._add_words(turn, timer.finish())
             self._speaking_rate().observe(timer)
         metrics = session.metrics
-        logger.debug(
-            f"{self}: Polly stream for context {turn.context_id} done: request id {session.request_id},"
-            f" {session.request_characters} characters billed, {metrics.audio_bytes} bytes of audio,"
-            f" first audio after {_ms(metrics.time_to_first_audio)},"
-            f" {'reused' if metrics.connection_reused else 'new'} connection after {_ms(metrics.connection_wait)}"
-        )
+        if metrics is not None:
+            source = "replayed from the phrase cache" if metrics.cache_hit else f"request id {session.request_id}"
+            logger.debug(
+                f"{self}: Polly stream for context {turn.context_id} done: {source},"
+                f" {session.request_characters} characters billed, {metrics.audio_bytes} bytes of audio,"
+                f" first audio after {_ms(metrics.time_to_first_audio)},"
+                f" {'reused' if metrics.connection_reused else 'new'} connection after {_ms(metrics.connection_wait)}"
+            )
         if not turn.over:
             await self._end_context(turn.context_id)
 
@@ -489,6 +532,7 @@ class PollyStreamingTTSService(TTSService):
         turn.opened.set()  # nothing waits for a stream that will not come
 
     async def _abort_all(self) -> None:
+        self._whole_texts.clear()
         for turn in list(self._turns.values()):
             await self._abort(turn)
 
