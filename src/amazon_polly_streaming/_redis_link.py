@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ._redis_limiter import RedisLimiter
     from .limits import LocalPermit
 
-__all__ = ["PROBE_INTERVAL", "SAFETY_POLL", "WAITER_TTL", "Down", "LoopLink", "RedisPermit"]
+__all__ = ["PROBE_INTERVAL", "SAFETY_POLL", "WAITER_STALE", "WAITER_TTL", "Down", "LoopLink", "RedisPermit"]
 
 logger = logging.getLogger("amazon_polly_streaming")
 
@@ -35,6 +35,10 @@ logger = logging.getLogger("amazon_polly_streaming")
 SAFETY_POLL = 1.0
 #: A waiter that stops polling (its process died) leaves the queue after this.
 WAITER_TTL = 3.0
+#: A waiter that has not polled for this long is passed over by the ones
+#: behind it (its ticket keeps its place until WAITER_TTL): it polls at least
+#: every SAFETY_POLL, so past this it is most likely dead. Seconds.
+WAITER_STALE = SAFETY_POLL + 0.5
 #: While on the fallback share, how often Redis is tried again.
 PROBE_INTERVAL = 1.0
 
@@ -173,7 +177,7 @@ class LoopLink:
         limiter = self.limiter
         loop = self.loop
         deadline = started + limiter.wait_timeout
-        args = [limiter.limit, permit_id, self.lease_ms, round(WAITER_TTL * 1000)]
+        args = [limiter.limit, permit_id, self.lease_ms, round(WAITER_TTL * 1000), round(WAITER_STALE * 1000)]
         event = asyncio.Event()
         self.waiters.add(event)
         try:
