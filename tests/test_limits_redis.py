@@ -23,6 +23,7 @@ import redis.asyncio
 
 from amazon_polly_streaming import AdmissionTimeoutError, ThrottlingException
 from amazon_polly_streaming._aimd import AIMDLimit
+from amazon_polly_streaming._limit_scripts import keys
 from amazon_polly_streaming.limits import LimiterStats, RedisLimiter
 from limiter_support import close_all, limiter_on, settle
 from redis_server import RedisServer
@@ -115,6 +116,28 @@ async def test_waiters_are_served_first_come_first_served_across_processes(redis
     await asyncio.wait_for(asyncio.gather(*tasks), 20)
     assert order == list(range(6))
     await close_all(*limiters)
+
+
+async def test_a_dead_waiters_ticket_does_not_keep_a_free_permit_idle(redis_server: RedisServer) -> None:
+    holder, limiter = limiter_on(redis_server, limit=1), limiter_on(redis_server, limit=1)
+    held = await holder.acquire()
+    _, queue, waiting, _ = keys("test")
+    monitor = redis.asyncio.Redis.from_url(redis_server.url)
+    seconds, micros = await monitor.time()
+    now_ms = seconds * 1000 + micros // 1000
+    # A waiter at the head of the queue that has just polled and then was SIGKILLed.
+    await monitor.zadd(queue, {"host:1:dead": 0})
+    await monitor.zadd(waiting, {"host:1:dead": now_ms + 3000})
+    started = time.monotonic()
+    live = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.2)
+    held.release()
+    permit = await asyncio.wait_for(live, 5)
+    # Passed over once it missed its polls (1.5 s), not after its whole WAITER_TTL (3 s).
+    assert time.monotonic() - started < 2.6
+    permit.release()
+    await monitor.aclose()
+    await close_all(holder, limiter)
 
 
 async def test_wait_is_bounded_by_wait_timeout(redis_server: RedisServer) -> None:

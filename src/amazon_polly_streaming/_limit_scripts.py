@@ -109,11 +109,16 @@ local function counter(field)
 end
 """
 
-#: ARGV: ceiling, id, lease_ms, waiter_ttl_ms -> {granted, rank, holders, effective}
+#: ARGV: ceiling, id, lease_ms, waiter_ttl_ms, stale_ms -> {granted, rank, holders, effective}
+#: ``rank`` counts only the live tickets ahead: one whose waiter has not
+#: polled for ``stale_ms`` (a live waiter polls at least every SAFETY_POLL)
+#: is passed over, so a killed process's waiters do not keep the next free
+#: permits idle for the whole WAITER_TTL; it keeps its place, and if its
+#: waiter was only slow it is first again at its next poll.
 ACQUIRE = (
     _PRELUDE
     + """
-local id, lease, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local id, lease, ttl, stale = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 return guarded(function()
   local queued = sweep()
   local limit = math.floor(effective())
@@ -133,7 +138,23 @@ return guarded(function()
     redis.call('ZADD', queue, seq, id)
   end
   redis.call('ZADD', waiting, now + ttl, id)
-  local rank = redis.call('ZRANK', queue, id)
+  local rank = 0
+  local fresh = now + ttl - stale  -- renewed after now - stale
+  if count < limit then
+    local ahead = redis.call('ZRANK', queue, id)
+    if ahead > 0 then
+      for _, other in ipairs(redis.call('ZRANGE', queue, 0, ahead - 1)) do
+        if tonumber(redis.call('ZSCORE', waiting, other) or 0) > fresh then
+          rank = rank + 1
+          if count + rank >= limit then
+            break
+          end
+        end
+      end
+    end
+  else
+    rank = redis.call('ZRANK', queue, id)
+  end
   if count + rank < limit then
     redis.call('ZREM', queue, id)
     redis.call('ZREM', waiting, id)

@@ -10,8 +10,12 @@ enter and one, off its own path, to leave.
 Redis trouble never fails a stream. When Redis does not answer (refused, reset,
 past ``redis_timeout``), the limiter falls back to a per-process share,
 ``fallback_limit``, logs one warning and counts it, and goes back to the
-shared count as soon as Redis answers again: the heartbeat then registers
-the permits it holds (so a Redis restarted empty learns them again). A Redis
+shared count as soon as Redis answers again. The share counts the permits the
+process already holds from Redis, so an outage adds no stream to the fleet;
+on the way back the process registers every permit it holds before it takes
+a new grant (a Redis restarted empty learns them again), and for
+RECOVERY_WINDOW more it keeps to its share while the other processes do the
+same. A Redis
 that answers with a refusal (wrong password, missing ACL rights) is a
 misconfiguration: ``LimiterError``, every time, no fallback.
 
@@ -33,7 +37,7 @@ import time
 from ._limit_scripts import channel, keys
 from ._redis_link import PROBE_INTERVAL, Down, LoopLink, RedisPermit
 from .exceptions import AdmissionTimeoutError
-from .limits import DEFAULT_WAIT_TIMEOUT, LimiterStats, LocalLimiter, check_limit, check_wait_timeout
+from .limits import DEFAULT_WAIT_TIMEOUT, LimiterStats, LocalLimiter, LocalPermit, check_limit, check_wait_timeout
 
 __all__ = ["RedisLimiter", "RedisPermit"]
 
@@ -43,6 +47,11 @@ DEFAULT_LEASE = 10.0
 DEFAULT_REDIS_TIMEOUT = 0.5
 #: Leases longer than a Polly stream's 10 minutes protect nothing.
 MAX_LEASE = 600.0
+#: After Redis answers again, how long a process still keeps to its fallback
+#: share: the other processes on the fallback probe (and so re-register their
+#: streams before any grant) within PROBE_INTERVAL, and their heartbeat beats
+#: every PROBE_INTERVAL meanwhile; twice that covers a probe that was slow.
+RECOVERY_WINDOW = 2 * PROBE_INTERVAL
 
 
 class RedisLimiter:
@@ -59,8 +68,8 @@ class RedisLimiter:
     * ``wait_timeout`` (30) -- the longest a stream waits for a permit before
       :class:`~amazon_polly_streaming.exceptions.AdmissionTimeoutError`.
     * ``fallback_limit`` (``max(1, limit // 4)``) -- how many streams this
-      process admits on its own while Redis is unreachable. Set it to about
-      ``limit / processes``.
+      process runs in all (those it holds from Redis included) while Redis is
+      unreachable. Set it to about ``limit / processes``.
     * ``redis_timeout`` (0.5) -- past this a Redis command counts as
       unanswered and the fallback takes over.
 
@@ -111,6 +120,7 @@ class RedisLimiter:
         self._lock = threading.Lock()
         self._fallback_active = False
         self._next_probe = 0.0
+        self._recovered_at = -RECOVERY_WINDOW
         self.fallbacks = 0
         self.throttles_seen = 0
 
@@ -161,7 +171,12 @@ class RedisLimiter:
             if not self._fallback_active:
                 return
             self._fallback_active = False
+            self._recovered_at = time.monotonic()
         logger.warning("RedisLimiter %r: Redis at %s answers again; back to the shared limit", self.name, self._where)
+
+    def _cautious(self) -> bool:
+        """On the fallback, or within RECOVERY_WINDOW of leaving it: keep to this process's share."""
+        return self._fallback_active or time.monotonic() - self._recovered_at < RECOVERY_WINDOW
 
     def _try_redis(self) -> bool:
         if not self._fallback_active:
@@ -180,18 +195,40 @@ class RedisLimiter:
         link = self._link()
         loop = link.loop
         started = loop.time()
-        if self._try_redis():
-            try:
-                permit = await link.wait_turn(self._new_id(), started)
-            except Down as exc:
-                self._went_down(exc)
-            else:
-                self._came_back()
-                return permit
+        share = None
+        if self._cautious():
+            # On the fallback, or just back from it while the other processes
+            # re-register their streams: this process keeps to its share
+            # (which counts the permits it holds) even when Redis grants.
+            share = await self._share(started)
+        try:
+            if self._try_redis():
+                try:
+                    if self._fallback_active:
+                        await link.reregister()  # held streams first: Redis may have restarted empty
+                    permit = await link.wait_turn(self._new_id(), started, share)
+                except Down as exc:
+                    self._went_down(exc)
+                else:
+                    self._came_back()
+                    return permit
+            if share is None:
+                share = await self._share(started)
+        except BaseException:
+            if share is not None:
+                share.release()
+            raise
+        permit = RedisPermit(link, self._new_id(), loop.time() - started, share, local=True)
+        link.hold(permit)
+        return permit
+
+    async def _share(self, started: float) -> LocalPermit:
+        """A place in this process's fallback share, within what is left of the wait."""
+        loop = asyncio.get_running_loop()
         try:
             # The time spent on Redis counts: one bound for the whole wait.
             async with asyncio.timeout(max(0.0, started + self.wait_timeout - loop.time())):
-                local = await self._fallback.acquire()
+                return await self._fallback.acquire()
         except (AdmissionTimeoutError, TimeoutError) as exc:
             waited = loop.time() - started
             raise AdmissionTimeoutError(
@@ -199,9 +236,6 @@ class RedisLimiter:
                 waited,
                 f"Redis unreachable; this process's fallback share of {self.fallback_limit} was full",
             ) from exc
-        permit = RedisPermit(link, self._new_id(), loop.time() - started, local)
-        link.hold(permit)
-        return permit
 
     async def stats(self) -> LimiterStats:
         """The fleet's holders, queue and effective limit as Redis has them (this process's while it is down)."""

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ._redis_limiter import RedisLimiter
     from .limits import LocalPermit
 
-__all__ = ["PROBE_INTERVAL", "SAFETY_POLL", "WAITER_TTL", "Down", "LoopLink", "RedisPermit"]
+__all__ = ["PROBE_INTERVAL", "SAFETY_POLL", "WAITER_STALE", "WAITER_TTL", "Down", "LoopLink", "RedisPermit"]
 
 logger = logging.getLogger("amazon_polly_streaming")
 
@@ -35,6 +35,10 @@ logger = logging.getLogger("amazon_polly_streaming")
 SAFETY_POLL = 1.0
 #: A waiter that stops polling (its process died) leaves the queue after this.
 WAITER_TTL = 3.0
+#: A waiter that has not polled for this long is passed over by the ones
+#: behind it (its ticket keeps its place until WAITER_TTL): it polls at least
+#: every SAFETY_POLL, so past this it is most likely dead. Seconds.
+WAITER_STALE = SAFETY_POLL + 0.5
 #: While on the fallback share, how often Redis is tried again.
 PROBE_INTERVAL = 1.0
 
@@ -66,15 +70,34 @@ class Down(Exception):
 
 
 class RedisPermit:
-    """A permit of a :class:`RedisLimiter` (on the fallback share when ``local`` is set)."""
+    """A permit of a :class:`RedisLimiter` (on the fallback share when ``local`` is set).
 
-    __slots__ = ("_link", "id", "local", "released", "wait")
+    ``share`` is its place in the process's fallback share: every permit,
+    shared or not, counts there, so that while Redis is down the process
+    admits no more than its share in all. ``provisional`` marks a permit
+    admitted on the fallback or in the recovery window after it: the
+    limiter's own guess, so a throttle on it does not shrink the fleet's
+    AIMD limit (see ``LoopLink.release``).
+    """
 
-    def __init__(self, link: LoopLink, permit_id: str, wait: float, local: LocalPermit | None = None) -> None:
+    __slots__ = ("_link", "id", "local", "provisional", "released", "share", "wait")
+
+    def __init__(
+        self,
+        link: LoopLink,
+        permit_id: str,
+        wait: float,
+        share: LocalPermit,
+        *,
+        local: bool = False,
+        provisional: bool = False,
+    ) -> None:
         self._link = link
         self.id = permit_id
         self.wait = wait
-        self.local = local
+        self.share = share
+        self.local = share if local else None
+        self.provisional = provisional or local
         self.released = False
 
     def __repr__(self) -> str:
@@ -84,8 +107,8 @@ class RedisPermit:
         if self.released:
             return
         self.released = True
-        if self.local is not None:
-            self.local.release(outcome)
+        # Only a stream admitted on the share tells the share's AIMD about Polly.
+        self.share.release(outcome if self.local is not None else NEUTRAL)
         self._link.release(self, outcome)
 
 
@@ -169,11 +192,12 @@ class LoopLink:
 
     # ------------------------------------------------------------ acquire
 
-    async def wait_turn(self, permit_id: str, started: float) -> RedisPermit:
+    async def wait_turn(self, permit_id: str, started: float, share: LocalPermit | None = None) -> RedisPermit:
+        """A shared permit; ``share`` is a place already taken in the fallback share (the recovery window)."""
         limiter = self.limiter
         loop = self.loop
         deadline = started + limiter.wait_timeout
-        args = [limiter.limit, permit_id, self.lease_ms, round(WAITER_TTL * 1000)]
+        args = [limiter.limit, permit_id, self.lease_ms, round(WAITER_TTL * 1000), round(WAITER_STALE * 1000)]
         event = asyncio.Event()
         self.waiters.add(event)
         try:
@@ -181,7 +205,11 @@ class LoopLink:
                 event.clear()
                 granted, rank, holders, effective = await self._shielded_acquire(permit_id, args)
                 if granted:
-                    permit = RedisPermit(self, permit_id, loop.time() - started)
+                    wait = loop.time() - started
+                    if share is None:
+                        permit = RedisPermit(self, permit_id, wait, limiter._fallback.charge())
+                    else:
+                        permit = RedisPermit(self, permit_id, wait, share, provisional=True)
                     self.hold(permit)
                     return permit
                 self.ensure_listener()
@@ -226,6 +254,27 @@ class LoopLink:
         with contextlib.suppress(Down, LimiterError):
             await self.call(self.release_script, self._release_args(permit_id, NEUTRAL))
 
+    async def reregister(self) -> int:
+        """Put back every permit this process holds (all loops, fallback ones too) before any new grant.
+
+        After an outage Redis may have restarted empty: granting first and
+        re-registering at the next heartbeat would let Redis hand out the
+        whole limit again on top of the streams still open. Idempotent by
+        permit id (HEARTBEAT sets each id's lease: twice is the same as once).
+        """
+        ids = [permit_id for link in list(self.limiter._links.values()) for permit_id in list(link.permits)]
+        if not ids:
+            return 0
+        missing: int = await self.call(self.heartbeat_script, [self.limiter.limit, self.lease_ms, *ids])
+        held = {permit_id for link in list(self.limiter._links.values()) for permit_id in list(link.permits)}
+        for permit_id in ids:
+            if permit_id not in held:
+                # Released while the call was in flight: it may have re-added it.
+                self.spawn(self._release(permit_id, NEUTRAL))
+        if missing:
+            logger.info("RedisLimiter %r: %d permits re-registered after an outage", self.limiter.name, missing)
+        return missing
+
     # ------------------------------------------------------------ holding
 
     def hold(self, permit: RedisPermit) -> None:
@@ -240,6 +289,12 @@ class LoopLink:
             self.idle.set()
         if outcome == THROTTLED:
             self.limiter.throttles_seen += 1
+            if permit.provisional:
+                # Admitted on the fallback share or while holders re-registered
+                # after an outage: the limiter's own overshoot, not a sign that
+                # the quota is lower. Shrinking the fleet's limit for it would
+                # cost every process for many seconds after Redis came back.
+                outcome = NEUTRAL
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:

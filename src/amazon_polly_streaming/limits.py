@@ -166,6 +166,17 @@ class LocalLimiter:
             raise
         return LocalPermit(self, loop.time() - started)
 
+    def charge(self) -> LocalPermit:
+        """A permit taken whatever the count (it may pass ``limit``): one held elsewhere that this share must count.
+
+        ``RedisLimiter`` charges its fallback share with every permit Redis
+        granted, so that while Redis is down the process admits only what its
+        share has left after the streams it already runs.
+        """
+        with self._lock:
+            self._holders += 1
+        return LocalPermit(self, 0.0)
+
     def _release(self, permit: LocalPermit, outcome: str) -> None:
         with self._lock:
             if permit.released:
