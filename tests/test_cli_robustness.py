@@ -266,3 +266,22 @@ def test_a_device_is_written_in_place_and_stays_a_device(emulator: EmulatorThrea
     assert result.returncode == 0, result.stderr
     assert stat.S_ISCHR(null.stat().st_mode)
     assert list(tmp_path.iterdir()) == [null]
+
+
+def test_a_file_size_limit_is_an_output_error_and_leaves_no_partial_file(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    # A write refused for the size limit (as for a full disk) failed again when
+    # the clean-up closed the file: exit code 1, "unexpected error", and the
+    # partial file left behind.
+    import resource
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))  # the shell's ulimit -f 2
+
+    out = tmp_path / "big.mp3"
+    text = "A sentence long enough to pass two kilobytes of audio. " * 3
+    result = _say([text, "-o", str(out)], emulator, small_files)
+    assert result.returncode == 6, result.stderr
+    assert result.stderr.decode().strip().splitlines()[-1] == f"polly-stream: cannot write {out}: File too large"
+    assert list(tmp_path.iterdir()) == []

@@ -145,7 +145,10 @@ class AudioOutput:
                 self._close_in_place()
         if self._temp is not None:
             temp, self._temp = self._temp, None
-            self._file.close()
+            # Closing flushes what the buffer holds, which fails again when the
+            # write failed for a full disk or a file size limit: the file goes all the same.
+            with contextlib.suppress(OSError):
+                self._file.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
 
