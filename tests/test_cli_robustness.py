@@ -7,6 +7,7 @@ child, after fork and before exec, so ``os.getpid()`` there is the CLI's pid).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
@@ -284,4 +285,42 @@ def test_a_file_size_limit_is_an_output_error_and_leaves_no_partial_file(
     result = _say([text, "-o", str(out)], emulator, small_files)
     assert result.returncode == 6, result.stderr
     assert result.stderr.decode().strip().splitlines()[-1] == f"polly-stream: cannot write {out}: File too large"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_endless_line_on_stdin_is_refused_once_it_outgrows_one_text(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    # A line with no newline was read whole before its size was checked, and
+    # each read searched all of it again: 100 MB took 34 s, an endless one
+    # (tr -d '\n' < /dev/urandom) grew without bound.
+    process = subprocess.Popen(
+        [*command(), "say", "-", "-o", str(tmp_path / "x.mp3")],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(emulator),
+    )
+    stdin = process.stdin
+    assert stdin is not None
+    assert process.stderr is not None
+
+    def feed() -> None:
+        block = b"a" * 65536
+        with contextlib.suppress(OSError):  # BrokenPipeError once the CLI stops reading
+            while process.poll() is None:
+                stdin.write(block)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        assert process.wait(timeout=20) == 2
+    finally:
+        process.kill()
+        process.wait()
+        writer.join(5)
+    line = process.stderr.read().decode().strip().splitlines()[-1]
+    assert line == (
+        "polly-stream: a line of stdin holds more than 100,000 characters, more than one text may hold: "
+        "end its sentences or paragraphs with newlines"
+    )
     assert list(tmp_path.iterdir()) == []
