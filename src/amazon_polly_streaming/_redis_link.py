@@ -158,6 +158,9 @@ class LoopLink:
         self.waiters: set[asyncio.Event] = set()
         self.permits: dict[str, RedisPermit] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
+        #: Releases Redis did not record (it was down or slow): permit id -> (loop time its lease ends, outcome).
+        self.unreleased: dict[str, tuple[float, str]] = {}
+        self.retrier: asyncio.Task[None] | None = None
         self.listener: asyncio.Task[None] | None = None
         self.heartbeat: asyncio.Task[None] | None = None
         #: Set when the last permit of this loop is released: the heartbeat stops at once.
@@ -311,11 +314,36 @@ class LoopLink:
     async def _release(self, permit_id: str, outcome: str) -> None:
         try:
             await self.call(self.release_script, self._release_args(permit_id, outcome))
-        except (Down, LimiterError) as exc:
+        except LimiterError as exc:
             logger.debug("RedisLimiter %r: release not recorded (%s); its lease expires", self.limiter.name, exc)
+        except Down:
+            # Unrecorded, the permit would keep its place in the fleet's count
+            # until its lease ran out (lease_seconds after Redis came back):
+            # try again, once a second, while that lease could still be alive.
+            self.unreleased[permit_id] = (self.loop.time() + self.limiter.lease_seconds, outcome)
+            if self.retrier is None or self.retrier.done():
+                self.retrier = self.spawn(self._release_again())
         # Waiters of this loop need not wait for the pub/sub echo.
         for event in self.waiters:
             event.set()
+
+    async def _release_again(self) -> None:
+        """Send the releases Redis missed (idempotent by permit id), until they land or their lease is over."""
+        while self.unreleased:
+            await asyncio.sleep(PROBE_INTERVAL)
+            for permit_id, (until, outcome) in list(self.unreleased.items()):
+                if self.loop.time() >= until:
+                    del self.unreleased[permit_id]  # the lease is over: Redis dropped it anyway
+                    continue
+                try:
+                    await self.call(self.release_script, self._release_args(permit_id, outcome))
+                except Down:
+                    break  # still away: all of them at the next round
+                except LimiterError:
+                    pass
+                self.unreleased.pop(permit_id, None)
+                for event in self.waiters:
+                    event.set()
 
     async def _beat(self) -> None:
         limiter = self.limiter
