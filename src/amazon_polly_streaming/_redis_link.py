@@ -161,6 +161,8 @@ class LoopLink:
         #: Releases Redis did not record (it was down or slow): permit id -> (loop time its lease ends, outcome).
         self.unreleased: dict[str, tuple[float, str]] = {}
         self.retrier: asyncio.Task[None] | None = None
+        #: Set by aclose(): no new heartbeat.
+        self.closing = False
         self.listener: asyncio.Task[None] | None = None
         self.heartbeat: asyncio.Task[None] | None = None
         #: Set when the last permit of this loop is released: the heartbeat stops at once.
@@ -283,8 +285,22 @@ class LoopLink:
     def hold(self, permit: RedisPermit) -> None:
         self.permits[permit.id] = permit
         self.idle.clear()
-        if self.heartbeat is None:
+        self._ensure_heartbeat()
+
+    def _ensure_heartbeat(self) -> None:
+        if self.heartbeat is None and self.permits and not self.closing and not self.loop.is_closed():
             self.heartbeat = self.loop.create_task(self._beat(), name="polly-limiter-heartbeat")
+            self.heartbeat.add_done_callback(self._heartbeat_ended)
+
+    def _heartbeat_ended(self, task: asyncio.Task[None]) -> None:
+        # Cancelled from outside (an application's sweep of "every other
+        # task") while streams still hold permits: without a heartbeat their
+        # leases would lapse and other processes take their places. Once the
+        # streams end (at a shutdown, they are cancelled too) it stops.
+        if self.heartbeat is task:
+            self.heartbeat = None  # cancelled before it started: its finally never ran
+        if task.cancelled():
+            self._ensure_heartbeat()
 
     def release(self, permit: RedisPermit, outcome: str) -> None:
         self.permits.pop(permit.id, None)
@@ -417,6 +433,7 @@ class LoopLink:
     # ------------------------------------------------------------ closing
 
     async def aclose(self) -> None:
+        self.closing = True
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=self.limiter.redis_timeout * 4)
         for task in (self.listener, self.heartbeat, *self.tasks):
