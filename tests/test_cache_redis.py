@@ -226,6 +226,9 @@ def test_the_url_password_is_never_shown() -> None:
     cache = RedisCache("redis://user:hunter2@127.0.0.1:6379/0")
     assert "hunter2" not in repr(cache)
     assert "hunter2" not in repr(RedisCache("redis://:hunter2@127.0.0.1:6379/0"))
+    # redis-py also takes the password from the query string.
+    for url in ("redis://127.0.0.1:6379/0?password=hunter2", "redis://127.0.0.1:6379/0?db=1&PASSWORD=hunter2#x"):
+        assert "hunter2" not in repr(RedisCache(url))
     with pytest.raises(ValueError, match="redis://"):
         RedisCache("http://127.0.0.1:6379")
 

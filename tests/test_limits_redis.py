@@ -43,6 +43,9 @@ def test_bad_arguments_fail_at_construction() -> None:
         RedisLimiter("redis://127.0.0.1:1/0", limit=0, name="x")
     with pytest.raises(ValueError, match="name"):
         RedisLimiter("redis://127.0.0.1:1/0", limit=1, name="")
+    for braced in ("}x", "a{b", "fleet}"):  # the name is the keys' Redis Cluster hash tag
+        with pytest.raises(ValueError, match="must not contain"):
+            RedisLimiter("redis://127.0.0.1:1/0", limit=1, name=braced)
     with pytest.raises(ValueError, match="redis://"):
         RedisLimiter("http://127.0.0.1:1/0", limit=1, name="x")
     with pytest.raises(ValueError, match="lease_seconds"):

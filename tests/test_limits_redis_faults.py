@@ -109,6 +109,50 @@ async def test_a_frozen_redis_is_a_short_timeout_then_the_fallback(redis_server:
     await close_all(limiter)
 
 
+async def test_a_release_redis_missed_while_frozen_is_sent_again(redis_server: RedisServer) -> None:
+    # The stream ended while Redis was frozen: its release timed out. Without
+    # a second try its permit kept a place in the fleet's count until the
+    # lease ran out (10 s here), so no stream could start after Redis was back.
+    limiter = limiter_on(redis_server, limit=1, redis_timeout=0.2, lease_seconds=10)
+    permit = await limiter.acquire()
+    assert redis_server.process is not None
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+    try:
+        permit.release()
+        await asyncio.sleep(0.6)  # the release timed out
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+    started = time.monotonic()
+    again = await asyncio.wait_for(limiter.acquire(), 4)
+    assert time.monotonic() - started < 3
+    assert again.local is None  # from the shared count, not the fallback
+    again.release()
+    await settle(limiter)
+    assert (await limiter.stats()).holders == 0
+    await close_all(limiter)
+
+
+async def test_a_sweep_of_all_other_tasks_does_not_stop_the_heartbeat(redis_server: RedisServer) -> None:
+    # An application that cancels every task but its own (a shutdown sweep,
+    # a test harness) also cancelled the heartbeat: the leases of streams
+    # still running then lapsed and another process took their places.
+    limiter = limiter_on(redis_server, limit=1, lease_seconds=1.5)
+    other = limiter_on(redis_server, limit=1, wait_timeout=0.5)
+    permit = await limiter.acquire()
+    me = asyncio.current_task()
+    for task in asyncio.all_tasks():
+        if task is not me:
+            task.cancel()
+    await asyncio.sleep(2.5)  # past the lease: only a heartbeat keeps it
+    with pytest.raises(AdmissionTimeoutError):
+        await other.acquire()
+    assert (await limiter.stats()).holders == 1
+    permit.release()
+    await settle(limiter)
+    assert (await limiter.stats()).holders == 0
+    await close_all(limiter, other)
+
+
 async def test_a_refused_password_is_a_clear_error_not_a_fallback(redis_server: RedisServer, tmp_path: Path) -> None:
     # redis_server: only for its check that the binary is there (skip, or fail under CI).
     server = RedisServer(tmp_path, password="s3cret-pw")

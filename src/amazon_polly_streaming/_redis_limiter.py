@@ -91,6 +91,9 @@ class RedisLimiter:
         self.limit = check_limit("limit", limit)
         if not isinstance(name, str) or not name:
             raise ValueError("name must be a non-empty str")
+        if "{" in name or "}" in name:
+            # The name is the keys' hash tag ({name}), which keeps them in one Redis Cluster slot.
+            raise ValueError(f"name must not contain '{{' or '}}': {name!r}")
         self.name = name
         self.lease_seconds = _seconds("lease_seconds", lease_seconds)
         if self.lease_seconds > MAX_LEASE:

@@ -158,6 +158,11 @@ class LoopLink:
         self.waiters: set[asyncio.Event] = set()
         self.permits: dict[str, RedisPermit] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
+        #: Releases Redis did not record (it was down or slow): permit id -> (loop time its lease ends, outcome).
+        self.unreleased: dict[str, tuple[float, str]] = {}
+        self.retrier: asyncio.Task[None] | None = None
+        #: Set by aclose(): no new heartbeat.
+        self.closing = False
         self.listener: asyncio.Task[None] | None = None
         self.heartbeat: asyncio.Task[None] | None = None
         #: Set when the last permit of this loop is released: the heartbeat stops at once.
@@ -280,8 +285,22 @@ class LoopLink:
     def hold(self, permit: RedisPermit) -> None:
         self.permits[permit.id] = permit
         self.idle.clear()
-        if self.heartbeat is None:
+        self._ensure_heartbeat()
+
+    def _ensure_heartbeat(self) -> None:
+        if self.heartbeat is None and self.permits and not self.closing and not self.loop.is_closed():
             self.heartbeat = self.loop.create_task(self._beat(), name="polly-limiter-heartbeat")
+            self.heartbeat.add_done_callback(self._heartbeat_ended)
+
+    def _heartbeat_ended(self, task: asyncio.Task[None]) -> None:
+        # Cancelled from outside (an application's sweep of "every other
+        # task") while streams still hold permits: without a heartbeat their
+        # leases would lapse and other processes take their places. Once the
+        # streams end (at a shutdown, they are cancelled too) it stops.
+        if self.heartbeat is task:
+            self.heartbeat = None  # cancelled before it started: its finally never ran
+        if task.cancelled():
+            self._ensure_heartbeat()
 
     def release(self, permit: RedisPermit, outcome: str) -> None:
         self.permits.pop(permit.id, None)
@@ -311,11 +330,36 @@ class LoopLink:
     async def _release(self, permit_id: str, outcome: str) -> None:
         try:
             await self.call(self.release_script, self._release_args(permit_id, outcome))
-        except (Down, LimiterError) as exc:
+        except LimiterError as exc:
             logger.debug("RedisLimiter %r: release not recorded (%s); its lease expires", self.limiter.name, exc)
+        except Down:
+            # Unrecorded, the permit would keep its place in the fleet's count
+            # until its lease ran out (lease_seconds after Redis came back):
+            # try again, once a second, while that lease could still be alive.
+            self.unreleased[permit_id] = (self.loop.time() + self.limiter.lease_seconds, outcome)
+            if self.retrier is None or self.retrier.done():
+                self.retrier = self.spawn(self._release_again())
         # Waiters of this loop need not wait for the pub/sub echo.
         for event in self.waiters:
             event.set()
+
+    async def _release_again(self) -> None:
+        """Send the releases Redis missed (idempotent by permit id), until they land or their lease is over."""
+        while self.unreleased:
+            await asyncio.sleep(PROBE_INTERVAL)
+            for permit_id, (until, outcome) in list(self.unreleased.items()):
+                if self.loop.time() >= until:
+                    del self.unreleased[permit_id]  # the lease is over: Redis dropped it anyway
+                    continue
+                try:
+                    await self.call(self.release_script, self._release_args(permit_id, outcome))
+                except Down:
+                    break  # still away: all of them at the next round
+                except LimiterError:
+                    pass
+                self.unreleased.pop(permit_id, None)
+                for event in self.waiters:
+                    event.set()
 
     async def _beat(self) -> None:
         limiter = self.limiter
@@ -389,6 +433,7 @@ class LoopLink:
     # ------------------------------------------------------------ closing
 
     async def aclose(self) -> None:
+        self.closing = True
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=self.limiter.redis_timeout * 4)
         for task in (self.listener, self.heartbeat, *self.tasks):

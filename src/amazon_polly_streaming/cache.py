@@ -340,10 +340,14 @@ class RedisCache(PhraseCache):
 
 
 def _redacted(url: str) -> str:
-    """The URL without its password (a Redis URL may carry one)."""
+    """The URL without its password (a Redis URL may carry one, and redis-py also reads ``?password=``)."""
     scheme, sep, rest = url.partition("://")
+    rest, question, query = rest.partition("?")
     userinfo, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = userinfo.partition(":")[0]
-    return f"{scheme}{sep}{user + ':' if user else ':'}***@{host}"
+    if at:
+        user = userinfo.partition(":")[0]
+        rest = f"{user + ':' if user else ':'}***@{host}"
+    if question:
+        fields = [field.partition("=") for field in query.split("&")]
+        query = "&".join(f"{n}=***" if n.lower() == "password" else f"{n}{eq}{v}" for n, eq, v in fields)
+    return f"{scheme}{sep}{rest}{question}{query}"
