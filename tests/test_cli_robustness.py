@@ -7,10 +7,12 @@ child, after fork and before exec, so ``os.getpid()`` there is the CLI's pid).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -214,3 +216,111 @@ def test_a_closed_stderr_never_sends_messages_into_the_audio(emulator: EmulatorT
     refused = _say(["-o", "-"], emulator, lambda: os.close(2))  # nothing to say: a usage error, said to no one
     assert refused.returncode == 2
     assert refused.stdout == b""
+
+
+# ------------------------------------------------------------------ devices and named pipes
+
+
+def test_a_named_pipe_is_written_in_place_and_stays_a_pipe(emulator: EmulatorThread, tmp_path: Path) -> None:
+    # A temporary file renamed over the FIFO replaced it with a regular file,
+    # and the player reading the FIFO waited for ever.
+    fifo = tmp_path / "player"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+
+    def read() -> None:
+        with fifo.open("rb") as reader:
+            received.append(reader.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(0.2)  # the reader's open() waits for the writer
+    result = _say(["Into a named pipe.", "-o", str(fifo), "-q", "--format", "wav"], emulator)
+    reader.join(10)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert list(tmp_path.iterdir()) == [fifo]
+    assert duration(received[0]) > 0.5
+
+
+def test_a_named_pipe_nobody_reads_is_refused_at_once(emulator: EmulatorThread, tmp_path: Path) -> None:
+    fifo = tmp_path / "player"
+    os.mkfifo(fifo)
+    before = len(emulator.emulator.requests)
+    result = _say(["Nobody listens.", "-o", str(fifo)], emulator)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.decode().strip().splitlines()[-1].endswith(f"cannot write {fifo}: nothing reads from it")
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert len(emulator.emulator.requests) == before
+
+
+def test_a_device_is_written_in_place_and_stays_a_device(emulator: EmulatorThread, tmp_path: Path) -> None:
+    # -o /dev/null as root replaced /dev/null itself with a regular file. A
+    # null device of our own (root only; skipped elsewhere) shows it safely.
+    null = tmp_path / "null"
+    try:
+        os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        null.write_bytes(b"probe")  # a file system mounted nodev refuses
+    except OSError:
+        pytest.skip("cannot make a device node here")
+    result = _say(["Into the void.", "-o", str(null), "-q"], emulator)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_ISCHR(null.stat().st_mode)
+    assert list(tmp_path.iterdir()) == [null]
+
+
+def test_a_file_size_limit_is_an_output_error_and_leaves_no_partial_file(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    # A write refused for the size limit (as for a full disk) failed again when
+    # the clean-up closed the file: exit code 1, "unexpected error", and the
+    # partial file left behind.
+    import resource
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))  # the shell's ulimit -f 2
+
+    out = tmp_path / "big.mp3"
+    text = "A sentence long enough to pass two kilobytes of audio. " * 3
+    result = _say([text, "-o", str(out)], emulator, small_files)
+    assert result.returncode == 6, result.stderr
+    assert result.stderr.decode().strip().splitlines()[-1] == f"polly-stream: cannot write {out}: File too large"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_endless_line_on_stdin_is_refused_once_it_outgrows_one_text(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    # A line with no newline was read whole before its size was checked, and
+    # each read searched all of it again: 100 MB took 34 s, an endless one
+    # (tr -d '\n' < /dev/urandom) grew without bound.
+    process = subprocess.Popen(
+        [*command(), "say", "-", "-o", str(tmp_path / "x.mp3")],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(emulator),
+    )
+    stdin = process.stdin
+    assert stdin is not None
+    assert process.stderr is not None
+
+    def feed() -> None:
+        block = b"a" * 65536
+        with contextlib.suppress(OSError):  # BrokenPipeError once the CLI stops reading
+            while process.poll() is None:
+                stdin.write(block)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        assert process.wait(timeout=20) == 2
+    finally:
+        process.kill()
+        process.wait()
+        writer.join(5)
+    line = process.stderr.read().decode().strip().splitlines()[-1]
+    assert line == (
+        "polly-stream: a line of stdin holds more than 100,000 characters, more than one text may hold: "
+        "end its sentences or paragraphs with newlines"
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -309,6 +310,30 @@ def test_command_line_prints_one_json_line_and_serves() -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=["TERM", "HUP", "INT"])
+def test_command_line_removes_its_keys_when_stopped_by_a_signal(signum: signal.Signals) -> None:
+    # SIGHUP (its terminal closed) killed it outright, leaving its temporary
+    # folder with the CA's and the server's private keys in /tmp.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "amazon_polly_streaming.emulator", "--audio", "tone"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        preexec_fn=default_signals(signal.SIGTERM, signal.SIGHUP, signal.SIGINT),
+    )
+    try:
+        assert process.stdout is not None
+        folder = os.path.dirname(json.loads(process.stdout.readline())["ca_file"])
+        assert os.path.isdir(folder)
+    finally:
+        process.send_signal(signum)
+        code = process.wait(10)
+    left = os.path.exists(folder)
+    shutil.rmtree(folder, ignore_errors=True)  # a failing run leaves no keys behind either
+    assert code == 0
+    assert not left
 
 
 def test_thread_runner_serves_sync_code() -> None:

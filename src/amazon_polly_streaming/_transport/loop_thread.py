@@ -120,6 +120,14 @@ class LoopThread:
                 self._error = error
             self._lock.notify()
 
+    def _cancel(self, task: asyncio.Task[None]) -> None:
+        # Decided here, on the loop, not in stop(): the pump may have begun its
+        # clean-up between stop()'s look and this call, and a cancellation
+        # then would cut the client's close short (its pool's tasks and
+        # sockets left to the garbage collector).
+        if not self._closing:
+            task.cancel()
+
     def _wake(self) -> None:
         room = self._room
         if room is not None:
@@ -156,6 +164,6 @@ class LoopThread:
         if running and loop is not None and task is not None:
             # (RuntimeError: the loop closed meanwhile, the thread is ending anyway.)
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(task.cancel)
+                loop.call_soon_threadsafe(self._cancel, task)
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)

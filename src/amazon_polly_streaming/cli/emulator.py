@@ -1,7 +1,7 @@
 """Run the emulator from a shell: ``python -m amazon_polly_streaming.emulator`` or ``polly-stream emulator``.
 
 When ready it prints one JSON line on stdout (``endpoint_url``, ``ca_file``,
-``port``, ``pid``) and serves until SIGINT or SIGTERM.
+``port``, ``pid``) and serves until SIGINT, SIGTERM or SIGHUP.
 """
 
 from __future__ import annotations
@@ -87,7 +87,13 @@ def build_parser(prog: str = "python -m amazon_polly_streaming.emulator") -> arg
 async def _serve(config: EmulatorConfig) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too (the terminal it ran in closed): killed by it, the emulator
+    # left its temporary folder, CA and server private keys included, in /tmp.
+    # A signal it was started with ignored (nohup) stays ignored.
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)  # no SIGHUP on Windows
+        if signum is None or signal.getsignal(signum) is signal.SIG_IGN:
+            continue
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
     async with Emulator(config) as emulator:

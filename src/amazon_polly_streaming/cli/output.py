@@ -28,8 +28,9 @@ class AudioOutput:
 
     A file is written under a hidden temporary name in the same folder and
     renamed over ``path`` by :meth:`commit`, so an interrupted or failed
-    stream never leaves a partial file. Problems with ``path`` raise
-    :class:`OutputError` at construction, before any network I/O.
+    stream never leaves a partial file. A device or a named pipe
+    (``/dev/null``, a FIFO) is written in place, as stdout is. Problems with
+    ``path`` raise :class:`OutputError` at construction, before any network I/O.
     """
 
     def __init__(self, path: str | None, fmt: str, sample_rate: int) -> None:
@@ -39,9 +40,12 @@ class AudioOutput:
         self.size = 0
         self.shown = path if path is not None else "stdout"
         self._temp: str | None = None
+        self._in_place = False  # a device or a FIFO, written as it is
         self._file: BinaryIO
         if path is None:
             self._file = sys.stdout.buffer
+        elif _is_special(path):
+            self._file = self._open_in_place(path)
         else:
             self._file = self._open_temp(path)
         if fmt == "wav":
@@ -76,10 +80,28 @@ class AudioOutput:
         self._temp = temp
         return os.fdopen(fd, "wb")
 
+    def _open_in_place(self, path: str) -> BinaryIO:
+        # Renaming a temporary file over a device or a FIFO would replace the
+        # node itself with a regular file (as root, -o /dev/null replaced
+        # /dev/null), and as anyone else fail to create one in /dev. Such an
+        # output cannot be all or nothing; it is written as stdout is.
+        import errno
+
+        try:
+            # O_NONBLOCK: a FIFO that nobody reads fails at once (ENXIO) instead
+            # of blocking the loop, and its signal handlers, in open().
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        except OSError as exc:
+            reason = "nothing reads from it" if exc.errno == errno.ENXIO else exc.strerror or exc
+            raise OutputError(f"cannot write {path}: {reason}") from None
+        os.set_blocking(fd, True)
+        self._in_place = True
+        return os.fdopen(fd, "wb")
+
     def _write(self, data: bytes) -> None:
         try:
             self._file.write(data)
-            if self.path is None:
+            if self._temp is None:  # stdout, a pipe, a device: the audio goes on at once
                 self._file.flush()
         except OSError as exc:
             raise OutputError(f"cannot write {self.shown}: {exc.strerror or exc}", stdout=self.path is None) from None
@@ -92,6 +114,8 @@ class AudioOutput:
         """Finish: flush stdout, or complete the file and move it into place."""
         if self._temp is None:
             self._write(b"")
+            if self._in_place:
+                self._close_in_place()
             return
         try:
             if self.fmt == "wav":
@@ -107,13 +131,37 @@ class AudioOutput:
             raise OutputError(f"cannot write {self.shown}: {exc.strerror or exc}") from None
         self._temp = None
 
+    def _close_in_place(self) -> None:
+        self._in_place = False
+        try:
+            self._file.close()
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.shown}: {exc.strerror or exc}") from None
+
     def discard(self) -> None:
         """Remove the temporary file, if any (idempotent)."""
+        if self._in_place:
+            with contextlib.suppress(OutputError):
+                self._close_in_place()
         if self._temp is not None:
             temp, self._temp = self._temp, None
-            self._file.close()
+            # Closing flushes what the buffer holds, which fails again when the
+            # write failed for a full disk or a file size limit: the file goes all the same.
+            with contextlib.suppress(OSError):
+                self._file.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
+
+
+def _is_special(path: str) -> bool:
+    """Whether ``path`` is there and is neither a regular file nor a folder: a device, a FIFO, a socket."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def _mode(path: str) -> int:

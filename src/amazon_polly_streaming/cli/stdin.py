@@ -36,25 +36,43 @@ async def read_lines(fd: int, encoding: str) -> AsyncGenerator[str, None]:
     import codecs
 
     from .._transport.threads import call_in_thread
+    from .._wire.request import MAX_TEXT_CHARS
 
     loop = asyncio.get_running_loop()
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
     watchable = _watchable(loop, fd)
-    pending = ""
+    # The unterminated line so far, in pieces: only new text is searched for
+    # a newline, so a long line costs linear time, not quadratic.
+    pending: list[str] = []
+    pending_size = 0
     while True:
         if watchable:
             data = await _read_when_ready(loop, fd)
         else:
             data = await call_in_thread(lambda: os.read(fd, _CHUNK), name="polly-stream stdin")
-        pending += decoder.decode(data, final=not data)
-        *lines, pending = pending.split("\n")
-        for line in lines:
-            if line.strip():
-                yield line + "\n"
+        text = decoder.decode(data, final=not data)
+        if "\n" in text:
+            first, *lines, rest = text.split("\n")
+            lines.insert(0, "".join(pending) + first)
+            pending, pending_size = [rest], len(rest)
+            for line in lines:
+                if line.strip():
+                    yield line + "\n"
+        else:
+            pending.append(text)
+            pending_size += len(text)
+        if pending_size > MAX_TEXT_CHARS:
+            # One text (a line) may hold no more: refused now, not after reading
+            # all of an endless line (tr -d '\n' < /dev/urandom) into memory.
+            raise ValueError(
+                f"a line of stdin holds more than {MAX_TEXT_CHARS:,} characters, more than one text may hold: "
+                "end its sentences or paragraphs with newlines"
+            )
         if not data:
             break
-    if pending.strip():
-        yield pending
+    last = "".join(pending)
+    if last.strip():
+        yield last
 
 
 def _watchable(loop: asyncio.AbstractEventLoop, fd: int) -> bool:
