@@ -49,7 +49,8 @@ for _path in (str(HERE.parent / "src"), str(HERE)):
 
 from clients import OURS, Client, client_env  # noqa: E402
 from fleet_report import arm_figures, fault_figures, overhead_figures, render, targets  # noqa: E402
-from harness import Emulator, stop_process  # noqa: E402
+from harness import Emulator  # noqa: E402
+from peers import stop_process  # noqa: E402
 
 ARMS = ("none", "local", "redis")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from clients import DROPPED_ENV, FLOOR, HERE, OURS, REGION, SRC, Client, Counts, client_env
-from peers import VENVS, clean_env
+from peers import VENVS, clean_env, stop_process
 from report import fmt, pct
 from workloads import DEFAULT_KEY, DEFAULT_SECRET, HOLD_TEXT, SHORT_TEXT, bulk_text
 
@@ -53,17 +53,6 @@ def _readline(process: subprocess.Popen[str], timeout: float) -> str:
     reader.start()
     reader.join(timeout)
     return line[0].strip() if line else ""
-
-
-def stop_process(process: subprocess.Popen[Any] | None) -> None:
-    """SIGTERM, then SIGKILL after 10 s."""
-    if process is not None and process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 class Emulator:

@@ -27,6 +27,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 VENVS = Path(os.environ.get("POLLY_PEER_VENVS") or HERE.parent / ".bench-venvs")
@@ -222,3 +223,14 @@ def installed_version(interpreter: Path | str, distribution: str) -> str | None:
         check=False,
     )
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def stop_process(process: subprocess.Popen[Any] | None) -> None:
+    """SIGTERM, so that its own clean-up runs (an emulator removes its keys' folder), then SIGKILL after 10 s."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
