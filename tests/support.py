@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-
-from peers import stop_process
 
 from amazon_polly_streaming import PollyStreamingClient
 from amazon_polly_streaming.emulator import DEFAULT_CREDENTIALS, Emulator
@@ -19,10 +18,6 @@ from hostile_h2 import H2Peer, HostileServer
 
 KEY, SECRET = next(iter(DEFAULT_CREDENTIALS.items()))
 SENTENCE = "Hello there. This is a test of the streaming client."
-
-#: End a child so that its own clean-up runs (SIGTERM: an emulator removes its certificates' folder), SIGKILL
-#: only if it does not go; start it with ``default_signals(signal.SIGTERM)``. The benchmark's, shared.
-stop = stop_process
 
 
 def open_fds() -> int:
@@ -44,6 +39,18 @@ def default_signals(*signals: signal.Signals) -> Callable[[], None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
 
     return reset
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    """End a child so that its own clean-up runs (SIGTERM: an emulator removes its certificates' folder);
+    SIGKILL only if it does not go. Start it with ``default_signals(signal.SIGTERM)``."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def make_client(emulator: Emulator, **options: Any) -> PollyStreamingClient:
