@@ -36,6 +36,7 @@ import time
 
 from ._limit_scripts import channel, keys
 from ._redis_link import PROBE_INTERVAL, Down, LoopLink, RedisPermit
+from ._redis_url import redis_location
 from .exceptions import AdmissionTimeoutError
 from .limits import DEFAULT_WAIT_TIMEOUT, LimiterStats, LocalLimiter, LocalPermit, check_limit, check_wait_timeout
 
@@ -105,15 +106,7 @@ class RedisLimiter:
         self.redis_timeout = _seconds("redis_timeout", redis_timeout)
         if not isinstance(url, str):
             raise TypeError("url must be a str")
-        try:
-            import redis.asyncio
-        except ImportError as exc:
-            raise ImportError("RedisLimiter needs redis-py: pip install 'amazon-polly-streaming[redis]'") from exc
-        # Parses the URL (bad scheme, port or db raise ValueError) without connecting.
-        pool = redis.asyncio.ConnectionPool.from_url(url)
-        kwargs = pool.connection_kwargs
-        where = kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
-        self._where = f"{where}/{kwargs.get('db', 0)}"  # never the password
+        self._where = redis_location(url, "RedisLimiter")  # never the password
         self._url = url
         self._keys = keys(name)
         self._channel = channel(name)

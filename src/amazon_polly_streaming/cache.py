@@ -199,12 +199,12 @@ class RedisCache(PhraseCache):
         max_connections: int = 16,
         flight_timeout: float = 10.0,
     ) -> None:
-        try:
-            import redis.asyncio  # noqa: F401  # fails now, not at the first call
-        except ImportError as exc:  # pragma: no cover - depends on the installation
-            raise ImportError(f"RedisCache needs redis: pip install 'amazon-polly-streaming[redis]' ({exc})") from exc
-        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        if not isinstance(url, str):
             raise ValueError("url must be a redis://, rediss:// or unix:// URL")
+        from ._redis_url import redis_location
+
+        # redis-py installed and the URL its own, now rather than at the first call.
+        self._where = redis_location(url, "RedisCache")
         super().__init__(
             local_bytes=local_bytes, max_entry_bytes=max_entry_bytes, namespace=namespace, flight_timeout=flight_timeout
         )
@@ -221,7 +221,7 @@ class RedisCache(PhraseCache):
         self._warned = False
 
     def __repr__(self) -> str:
-        return f"RedisCache({_redacted(self._url)!r}, ttl={self._ttl_ms / 1000:g}, prefix={self._prefix!r})"
+        return f"RedisCache({self._where!r}, ttl={self._ttl_ms / 1000:g}, prefix={self._prefix!r})"
 
     @property
     def ttl(self) -> float:
@@ -337,17 +337,3 @@ class RedisCache(PhraseCache):
             self._failed("SET", exc)
             return
         self._succeeded()
-
-
-def _redacted(url: str) -> str:
-    """The URL without its password (a Redis URL may carry one, and redis-py also reads ``?password=``)."""
-    scheme, sep, rest = url.partition("://")
-    rest, question, query = rest.partition("?")
-    userinfo, at, host = rest.rpartition("@")
-    if at:
-        user = userinfo.partition(":")[0]
-        rest = f"{user + ':' if user else ':'}***@{host}"
-    if question:
-        fields = [field.partition("=") for field in query.split("&")]
-        query = "&".join(f"{n}=***" if n.lower() == "password" else f"{n}{eq}{v}" for n, eq, v in fields)
-    return f"{scheme}{sep}{rest}{question}{query}"
