@@ -2,6 +2,7 @@
 
     python benchmarks/profile_ours.py                     # py-spy profiles: workloads 4 and 5, the scan
     python benchmarks/profile_ours.py --compare /tmp/src  # CPU of this checkout vs another src/ tree
+    python benchmarks/profile_ours.py --compare floor     # ... vs the raw h2 floor
     python benchmarks/profile_ours.py --floor --loop uvloop --workloads scan   # the floor, on uvloop
 
 Profiles run our driver (``client_ours.py``) under py-spy (``pip install
@@ -10,9 +11,11 @@ and print the top functions by self and inclusive time. Only samples inside
 the event loop count (start-up and imports are left out; the few warm-up calls
 stay in), and time spent waiting in epoll is shown apart, as it is not CPU.
 
-``--compare`` alternates fresh processes of this checkout and of the other
-tree (a copy of ``src/`` with a change applied) and prints the medians, since
-this kind of machine drifts by tens of percent between runs.
+``--compare`` runs this checkout and the other tree (a copy of ``src/``
+with a change applied, or ``floor``) in one process, taking turns in blocks
+(``ab_driver.py``), and prints the median of the rounds' ratios: fresh
+processes of the same code differ by 10-25 % on this kind of machine, the
+rounds of one process by a few.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import collections
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -154,21 +156,28 @@ def profile(emulator: Emulator, args: argparse.Namespace, scratch: Path) -> int:
 
 
 def compare(emulator: Emulator, args: argparse.Namespace, scratch: Path) -> int:
-    trees = {"this checkout": SRC, "compared": args.compare.resolve()}
-    found: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
-    chosen = _chosen(args)
-    for _ in range(args.reps):
-        for _, key, options in chosen:
-            for label, src in trees.items():
-                command, env = _driver(emulator, src, args, scratch)
-                out = subprocess.run([*command, *options], env=env, capture_output=True, text=True, check=True)
-                found[(key, label)].append(float(json.loads(out.stdout.strip().splitlines()[-1])[key]))
-    for _, key, _ in chosen:
-        base = statistics.median(found[(key, "this checkout")])
-        for label in trees:
-            values = found[(key, label)]
-            median = statistics.median(values)
-            print(f"{key:18} {label:14} median {median:.6g} ({median / base - 1:+.1%})  min {min(values):.6g}")
+    """This checkout against ``--compare`` (a ``src/`` tree, or ``floor``), both in one process taking turns
+    (``ab_driver.py``): the median over ``--reps`` rounds of each's CPU per short utterance, and their ratio."""
+    client = Client(OURS, "ours", sys.executable, "ab_driver.py", "amazon_polly_streaming", "")
+    env = client_env(client)
+    env["PYTHONPATH"] = str(HERE)  # each tree is imported from its own path, under a name of its own
+    presigned = scratch / "presigned.json"
+    presign(emulator, [SHORT_TEXT], presigned)
+    other = "floor" if str(args.compare) == "floor" else str(args.compare.resolve())
+    command = [sys.executable, str(HERE / "ab_driver.py"), "--mode", "cpu", "--endpoint", emulator.endpoint_url]
+    command += ["--ca", emulator.ca_file, "--key", DEFAULT_KEY, "--timeout", "1200", "--loop", args.loop]
+    command += ["--presigned", str(presigned), "--a", str(SRC), "--b", other, "--n", str(args.reps)]
+    command += ["--block", str(args.block)]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        print(out.stderr[-3000:], file=sys.stderr)
+        return 1
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"CPU per short utterance on {args.loop}, {args.reps} rounds of {args.block} calls each, in one process:")
+    print(f"  this checkout  {result['a_us_per_call']:8.1f} us (median)")
+    change = f"{result['b_over_a'] - 1:+.1%}, median of the rounds' ratios"
+    print(f"  {other[-40:]:14} {result['b_us_per_call']:8.1f} us ({change})")
+    print(f"  rounds' ratios: {', '.join(f'{r:.3f}' for r in result['ratios'])}")
     return 0
 
 
@@ -179,8 +188,11 @@ def main() -> int:
     options.add_argument("--bytes", type=int, default=1024 * 1024, help="audio per bulk stream")
     options.add_argument("--top", type=int, default=20)
     options.add_argument("--src", type=Path, default=SRC, help="the src/ tree to profile (default this checkout)")
-    options.add_argument("--compare", type=Path, help="another src/ tree: A/B its CPU against this checkout")
-    options.add_argument("--reps", type=int, default=6, help="A/B repetitions (default 6)")
+    options.add_argument(
+        "--compare", type=Path, help="another src/ tree, or 'floor': A/B its CPU against this checkout's"
+    )
+    options.add_argument("--reps", type=int, default=10, help="A/B rounds (default 10)")
+    options.add_argument("--block", type=int, default=200, help="A/B: calls per block (default 200)")
     options.add_argument("--workloads", default="cpu,scan,bulk", help="which of cpu, scan, bulk (default all)")
     options.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the client's event loop")
     options.add_argument("--floor", action="store_true", help="profile the raw h2 floor instead of ours")

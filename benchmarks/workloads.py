@@ -35,6 +35,7 @@ import asyncio
 import gc
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -303,9 +304,24 @@ async def _scan(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
     machine = machine_busy_seconds()
     samples: list[float] = []
     count_mark()
-    cpu, wall = time.process_time(), time.perf_counter()
+    gc_before = [stat["collections"] for stat in gc.get_stats()]
+    gc_spent = [0.0, 0.0]
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_spent[1] = time.process_time()
+        else:
+            gc_spent[0] += time.process_time() - gc_spent[1]
+
+    gc.callbacks.append(on_gc)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    times, cpu, wall = os.times(), time.process_time(), time.perf_counter()
     await asyncio.gather(*(conversation(args.n, samples) for _ in range(args.streams)))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    times_after = os.times()
+    usage_after = resource.getrusage(resource.RUSAGE_SELF)
+    gc.callbacks.remove(on_gc)
+    gc_after = [stat["collections"] for stat in gc.get_stats()]
     count_mark()
     machine_after = machine_busy_seconds()
     after = [cpu_seconds_of(pid) for pid in pids]
@@ -319,8 +335,17 @@ async def _scan(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
         "conversations": args.streams,
         "calls": calls,
         "cpu_us_per_stream": cpu / calls * 1e6,
+        # The split between the process's own code and the kernel's work for it (system calls, TLS sockets).
+        "user_us_per_stream": (times_after.user - times.user) / calls * 1e6,
+        "system_us_per_stream": (times_after.system - times.system) / calls * 1e6,
         "ttfa_median_ms": statistics.median(samples) * 1000,
         "ttfa_p99_ms": _p99(samples) * 1000,
+        # Garbage collections by generation over the window, and the CPU they took per stream.
+        "gc_collections": [b - a for a, b in zip(gc_before, gc_after, strict=True)],
+        "gc_us_per_stream": gc_spent[0] / calls * 1e6,
+        # How often the process slept (waiting for the server) and was preempted, per stream.
+        "sleeps_per_stream": (usage_after.ru_nvcsw - usage.ru_nvcsw) / calls,
+        "preempted_per_stream": (usage_after.ru_nivcsw - usage.ru_nivcsw) / calls,
         "streams_per_s": calls / wall,
         "wall_s": wall,
         "client_cpu_share": cpu / wall,
