@@ -53,12 +53,15 @@ class Stream:
 
     __slots__ = (
         "_conn",
+        "_deadline",
         "_drain_waiter",
         "_end_after_outbox",
         "_error",
         "_inbox",
         "_outbox",
         "_taken",
+        "_timer",
+        "_timer_due",
         "_waiter",
         "headers",
         "id",
@@ -76,6 +79,10 @@ class Stream:
         self._taken = 0  # flow-controlled bytes the last read handed out, acknowledged at the next
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        # The reader's deadline (loop time) and the one timer that enforces it (see _arm).
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0  # the deadline the timer was set for (uvloop's when() is rounded to ms)
         self._outbox: deque[bytes] = deque()
         self._end_after_outbox = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -144,7 +151,7 @@ class Stream:
         pinged = False
         try:
             while True:
-                timer = loop.call_later(timeout, _expire, waiter)
+                self._arm(loop.time() + timeout)
                 try:
                     await waiter
                     return
@@ -162,10 +169,44 @@ class Stream:
                     conn.ping()
                     waiter = loop.create_future()
                     self._waiter = waiter
-                finally:
-                    timer.cancel()
         finally:
             self._waiter = None
+
+    def _arm(self, deadline: float) -> None:
+        """Make the current wait fail at ``deadline`` unless woken before.
+
+        A stream waits a few times per response, each wait with its own
+        deadline; a timer per wait (made, pushed on the loop's heap, cancelled
+        and left there) costs more than the rest of the wait. One timer per
+        stream serves them all: a later deadline only moves ``_deadline``, and
+        when the timer fires early it re-arms for the deadline then in force.
+        """
+        self._deadline = deadline
+        timer = self._timer
+        if timer is None or self._timer_due > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._set_timer(deadline)
+
+    def _set_timer(self, due: float) -> None:
+        self._timer_due = due
+        self._timer = self._conn.loop.call_at(due, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # no wait in progress: the next one arms a timer again
+        if self._timer_due < self._deadline:
+            # The wait now in progress began after this timer was set.
+            self._set_timer(self._deadline)
+            return
+        waiter.set_exception(_Expired())
+
+    def _disarm(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
 
     def nudge(self) -> None:
         """Make a waiting reader re-check its conditions (e.g. the input just closed)."""
@@ -318,6 +359,7 @@ class Stream:
             self._inbox.clear()
         if unread and conn.is_open:
             conn.acknowledge(self.id, unread)
+        self._disarm()
         conn.forget(self.id)
 
 
