@@ -36,6 +36,7 @@ from ..exceptions import (
     StreamResetError,
     TransportError,
 )
+from .header_block import HeaderBlockEncoder
 from .stream import Stream
 
 __all__ = ["Connection"]
@@ -107,11 +108,12 @@ class _H2Connection(h2.connection.H2Connection):
     ``last_stream_id``, whose frames may follow in the same read. Our own
     ``Connection.goaway`` flag keeps new streams off the connection instead.
     Received DATA frames come as :class:`_DataFrame`, handled as h2 handles
-    any DATA frame.
+    any DATA frame. Request headers are encoded by a :class:`HeaderBlockEncoder`.
     """
 
     def __init__(self, config: h2.config.H2Configuration) -> None:
         super().__init__(config=config)
+        self.encoder = HeaderBlockEncoder()
         self.incoming_buffer = _FrameBuffer(server=False)
         self._frame_dispatch_table[_DataFrame] = self._frame_dispatch_table[_PLAIN_DATA_FRAME]
 
