@@ -43,6 +43,21 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_REGION", "Endpoint", "PollyStreamingClient"]
 
+# What every stream calls, imported with the first one (it loads asyncio, ssl
+# and h2) and kept here: an import statement in a function looks the package
+# up again on every call.
+_synthesize: Callable[..., AsyncGenerator[bytes, None]] | None = None
+_text_events: Callable[..., list[bytes]] | None = None
+_synthesis_params: Callable[..., SynthesisParams] | None = None
+
+
+def _load_stream_machinery() -> None:
+    global _synthesize, _text_events, _synthesis_params
+    from ._synthesize import synthesize
+    from ._wire.request import synthesis_params, text_events
+
+    _synthesize, _text_events, _synthesis_params = synthesize, text_events, synthesis_params
+
 
 class PollyStreamingClient:
     """An asyncio client for Polly's bidirectional ``StartSpeechSynthesisStream``.
@@ -278,13 +293,12 @@ class PollyStreamingClient:
         ``contextlib.aclosing`` when you may break out early.
         """
         params = _stream_params(voice_id, engine, language_code, output_format, sample_rate, lexicon_names, text_type)
-        from ._synthesize import synthesize
-
+        synthesize = _synthesize
+        assert synthesize is not None  # _stream_params loaded it
         policy = self._config.retries
         if isinstance(text, str):
-            from ._wire.request import text_events
-
-            events = text_events(text, text_type=text_type, flush=flush)
+            assert _text_events is not None
+            events = _text_events(text, text_type=text_type, flush=flush)
 
             def speak(on_session: Callable[[SpeechStream], None] | None = None) -> AsyncGenerator[bytes, None]:
                 return synthesize(
@@ -402,8 +416,11 @@ def _stream_params(
     text_type: str | None,
 ) -> SynthesisParams:
     """Every stream argument checked, before any I/O."""
-    from ._wire.request import synthesis_params
-
+    synthesis_params = _synthesis_params
+    if synthesis_params is None:
+        _load_stream_machinery()
+        synthesis_params = _synthesis_params
+        assert synthesis_params is not None
     if text_type is not None and text_type not in ("text", "ssml"):
         raise ValueError(f"text_type must be 'text' or 'ssml', not {text_type!r}")
     return synthesis_params(
