@@ -64,10 +64,15 @@ def clean_error_type(value: str) -> str:
     return value.rsplit("#", 1)[-1].strip()
 
 
+_JSON = json.JSONDecoder()
+
+
 def _json_object(payload: bytes) -> dict[str, object]:
+    # Every stream ends with one (StreamClosedEvent's): the decoder itself,
+    # without json.loads's guessing of an encoding other than Polly's UTF-8.
     try:
-        value = json.loads(payload)
-    except ValueError:
+        value = _JSON.decode(payload.decode())
+    except ValueError:  # UnicodeDecodeError included
         return {}
     return value if isinstance(value, dict) else {}
 
