@@ -58,6 +58,7 @@ class Stream:
         "_end_after_outbox",
         "_error",
         "_inbox",
+        "_inbox_flow",
         "_outbox",
         "_taken",
         "_timer",
@@ -75,7 +76,8 @@ class Stream:
         self.headers: list[tuple[bytes, bytes]] | None = None
         self.remote_ended = False
         self.local_closed = False
-        self._inbox: deque[tuple[bytes, int]] = deque()
+        self._inbox: deque[bytes] = deque()
+        self._inbox_flow = 0  # the flow-controlled bytes of what waits in _inbox (padding included)
         self._taken = 0  # flow-controlled bytes the last read handed out, acknowledged at the next
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -134,11 +136,11 @@ class Stream:
             if self.remote_ended:
                 return None
             await self._wait(timeout, strict=strict())
+        self._taken = self._inbox_flow
+        self._inbox_flow = 0
         if len(inbox) == 1:
-            data, self._taken = inbox.popleft()
-            return [data]
-        self._taken = sum(size for _, size in inbox)
-        chunks = [data for data, _ in inbox]
+            return [inbox.popleft()]
+        chunks = list(inbox)
         inbox.clear()
         return chunks
 
@@ -222,7 +224,8 @@ class Stream:
             # The stream failed on our side: what still arrives is moot.
             self._conn.acknowledge(self.id, flow)
             return
-        self._inbox.append((data, flow))
+        self._inbox.append(data)
+        self._inbox_flow += flow
         self.nudge()
 
     def on_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
@@ -355,7 +358,8 @@ class Stream:
         unread = self._taken
         self._taken = 0
         if self._inbox:
-            unread += sum(flow for _, flow in self._inbox)
+            unread += self._inbox_flow
+            self._inbox_flow = 0
             self._inbox.clear()
         if unread and conn.is_open:
             conn.acknowledge(self.id, unread)
