@@ -21,7 +21,7 @@ from hpack import NeverIndexedHeaderTuple
 from ._admission import NEUTRAL, SUCCESS, THROTTLED
 from ._runtime import USER_AGENT, Runtime, StreamOwner
 from ._wire.event_signer import amz_date
-from ._wire.request import CLOSE_STREAM_EVENT, SynthesisParams, text_event, text_events
+from ._wire.request import CLOSE_STREAM_EVENT, SignedRequest, SynthesisParams, text_event, text_events
 from ._wire.response import ResponseItem, ResponseParser
 from .events import AudioEvent, Event
 from .exceptions import (
@@ -63,19 +63,46 @@ def _always() -> bool:
     return True
 
 
-def _http2_headers(headers: Iterable[tuple[str, str]]) -> Iterator[tuple[bytes, bytes]]:
-    """The headers as HTTP/2 wants them, made as h2 sends them.
+class _Http2Headers:
+    """A signed request's headers as HTTP/2 sends them, made as h2 sends them.
 
-    A generator, not a list: no frame holds the signed header values in a
-    local that an error reporter would print (a generator's ``repr`` shows
-    none). Credentials are sent "never indexed" (RFC 7541 7.1.3): kept out
-    of the HPACK tables of every hop, and redacted by hpack's debug logging.
+    Not a sequence, and its ``repr`` shows nothing: no error reporter that
+    walks the locals of a traceback prints the signature or a session token.
+    Credentials are sent "never indexed" (RFC 7541 7.1.3): kept out of the
+    HPACK tables of every hop, and redacted by hpack's debug logging.
     """
-    for name, value in headers:
-        if name in _SENSITIVE:
-            yield NeverIndexedHeaderTuple(name.encode(), value.encode())
-        else:
-            yield name.encode(), value.encode()
+
+    __slots__ = ("_items",)
+
+    def __init__(self, request: SignedRequest) -> None:
+        self._items = tuple(
+            NeverIndexedHeaderTuple(name.encode(), value.encode())
+            if name in _SENSITIVE
+            else (name.encode(), value.encode())
+            for name, value in request
+        )
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(self._items)
+
+    def __repr__(self) -> str:
+        return f"<{len(self._items)} HTTP/2 request headers, redacted>"
+
+
+#: The last signed request and its HTTP/2 headers: the signer hands every
+#: stream of the same second the same headers, encoded once. (One tuple,
+#: replaced whole: safe for clients on several threads.)
+_last_http2: tuple[SignedRequest, _Http2Headers] | None = None
+
+
+def _http2_headers(request: SignedRequest) -> _Http2Headers:
+    global _last_http2
+    last = _last_http2
+    if last is not None and request.same_headers(last[0]):
+        return last[1]
+    headers = _Http2Headers(request)
+    _last_http2 = (request, headers)
+    return headers
 
 
 class StreamMetrics:

@@ -186,6 +186,10 @@ class SignedRequest:
     def __repr__(self) -> str:
         return f"SignedRequest(<{len(self._headers)} headers, redacted>)"
 
+    def same_headers(self, other: SignedRequest) -> bool:
+        """Whether both carry the very same headers: the signer made them once for the same inputs and second."""
+        return self._headers is other._headers
+
 
 class RequestSigner:
     """Signs the requests of one region, keeping the signing key of the current day.
