@@ -44,6 +44,12 @@ def _scan_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return figures
 
 
+def turns(clients: list[Client], index: int) -> list[Client]:
+    """The order of the clients' turn ``index``: reversed every other turn (ABBA), so that a drift of the machine
+    over a run (seen here: 10-25 % within minutes) favours none of them."""
+    return clients if index % 2 == 0 else clients[::-1]
+
+
 def _readline(process: subprocess.Popen[str], timeout: float) -> str:
     """One line of ``process``'s output, or "" after ``timeout`` seconds."""
     stdout = process.stdout
@@ -262,7 +268,7 @@ class Runner:
         samples: dict[str, list[float]] = {client.name: [] for client in clients}
         failed: dict[str, str] = {}
         for index in range(runs + 1):
-            for client in clients:
+            for client in turns(clients, index):
                 if client.name in failed:
                     continue
                 value = sample(client)
@@ -286,7 +292,7 @@ class Runner:
         drifts); one for a peer, whose figures are tens of times the floor's."""
         runs: dict[str, list[dict[str, Any]]] = {client.name: [] for client in clients}
         for index in range(self.counts.rounds):
-            for client in clients:
+            for client in turns(clients, index):
                 if client.kind != "peer" or not index:
                     runs[client.name].append(self.drive(client, mode, timeout, **options))
         return runs
@@ -409,8 +415,8 @@ class Runner:
             per = max(counts.scan_min_calls, counts.scan_calls // conversations)
             row: dict[str, Any] = {"loop": loop, "conversations": conversations, "calls_per_conversation": per}
             runs: dict[str, list[dict[str, Any]]] = {client.name: [] for client in pair}
-            for _ in range(counts.scan_rounds):
-                for client in pair:
+            for index in range(counts.scan_rounds):
+                for client in turns(pair, index):
                     runs[client.name].append(self.scan_once(client, loop, conversations))
             for client in pair:
                 row[client.name] = _scan_medians(runs[client.name])

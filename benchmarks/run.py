@@ -45,7 +45,7 @@ to first audio and CPU per call of a memory hit, a Redis hit (a private
 ``redis-server`` on loopback, when one is on PATH) and a miss beside an
 uncached call, and RSS after many distinct phrases under a 16 MiB bound
 (``cache_speed.py``). Ours and the floor run (3), (4) and
-each row of (7) in 5 interleaved processes and report the median, as this
+each row of (7) in 5 interleaved processes, taking turns in ABBA order, and report the median, as this
 kind of machine drifts; the peers, at tens of times the floor, run once.
 Prints a table (medians, p99, ratios to the floor and to ours), the scan's
 table and the targets met or missed, and writes everything (samples
