@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._transport.connection import Connection
 from ._transport.dial import open_connection, tls_context
@@ -46,6 +46,9 @@ class Runtime:
         self.endpoint = config.endpoint
         self.credentials = credentials
         self.signer = RequestSigner(config.region)
+        #: The session's HTTP/2 form of the last signed request's headers, which the signer hands every stream
+        #: of the same second (``_session._http2_headers``): kept here, it goes with the client.
+        self.http2_headers: Any = None
         self._ssl_context = tls_context(config.verify)
         self.pool: ConnectionPool = self._shared_pool()
         self.slots = Slots(config.pool_size, config.pool_timeout)

@@ -89,19 +89,13 @@ class _Http2Headers:
         return f"<{len(self._items)} HTTP/2 request headers, redacted>"
 
 
-#: The last signed request and its HTTP/2 headers: the signer hands every
-#: stream of the same second the same headers, encoded once. (One tuple,
-#: replaced whole: safe for clients on several threads.)
-_last_http2: tuple[SignedRequest, _Http2Headers] | None = None
-
-
-def _http2_headers(request: SignedRequest) -> _Http2Headers:
-    global _last_http2
-    last = _last_http2
+def _http2_headers(runtime: Runtime, request: SignedRequest) -> _Http2Headers:
+    """``request``'s headers for HTTP/2, made once for all the streams that share them (``runtime`` keeps them)."""
+    last: tuple[SignedRequest, _Http2Headers] | None = runtime.http2_headers
     if last is not None and request.same_headers(last[0]):
         return last[1]
     headers = _Http2Headers(request)
-    _last_http2 = (request, headers)
+    runtime.http2_headers = (request, headers)
     return headers
 
 
@@ -225,7 +219,7 @@ class SpeechStream(StreamOwner):
                 user_agent=USER_AGENT,
             )
             self._signer = request.event_signer
-            self._stream = conn.open_stream(_http2_headers(request))
+            self._stream = conn.open_stream(_http2_headers(runtime, request))
         except BaseException:
             self._release()
             raise
