@@ -25,52 +25,37 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import workloads
 from client_floor import Floor
+from client_ours import Ours
 
 
-class _Tree:
-    """Ours, from the ``src/`` tree at ``path``, imported as its own package ``name``."""
-
-    def __init__(self, path: str, name: str) -> None:
-        init = Path(path) / "amazon_polly_streaming" / "__init__.py"
-        spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(init.parent)])
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        self._module = module
-        self.client: Any = None
-
-    async def start(self, args: argparse.Namespace) -> None:
-        self.client = self._module.PollyStreamingClient(
-            args.region, pool_size=1, endpoint_url=args.endpoint, verify=args.ca
-        )
-
-    def stream(self, text: str, args: argparse.Namespace) -> Any:
-        return self.client.start_speech_synthesis_stream(
-            text=text, voice_id=args.voice, output_format=args.format, sample_rate=args.rate
-        )
-
-    async def close(self) -> None:
-        await self.client.close()
+def _tree(path: str, name: str) -> ModuleType:
+    """Ours from the ``src/`` tree at ``path``, imported as a package of its own named ``name``."""
+    init = Path(path) / "amazon_polly_streaming" / "__init__.py"
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(init.parent)])
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 async def _block(adapter: Any, calls: int, args: argparse.Namespace) -> float:
     started = time.thread_time()
     for _ in range(calls):
-        async for _ in adapter.stream(workloads.SHORT_TEXT, args):
-            pass
+        await workloads._drain(adapter, workloads.SHORT_TEXT, args)
     return (time.thread_time() - started) / calls * 1e6
 
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     adapters: list[Any] = []
     for index, which in enumerate((args.a, args.b)):
-        adapters.append(Floor() if which == "floor" else _Tree(which, f"polly_ab_{index}"))
+        adapters.append(Floor() if which == "floor" else Ours(_tree(which, f"polly_ab_{index}")))
     for adapter in adapters:
         await adapter.start(args)
     try:

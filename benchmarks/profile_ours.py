@@ -167,7 +167,7 @@ def compare(emulator: Emulator, args: argparse.Namespace, scratch: Path) -> int:
     command = [sys.executable, str(HERE / "ab_driver.py"), "--mode", "cpu", "--endpoint", emulator.endpoint_url]
     command += ["--ca", emulator.ca_file, "--key", DEFAULT_KEY, "--timeout", "1200", "--loop", args.loop]
     command += ["--presigned", str(presigned), "--a", str(SRC), "--b", other, "--n", str(args.reps)]
-    command += ["--block", str(args.block)]
+    command += ["--block", str(args.block), "--pool-size", "1"]
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         print(out.stderr[-3000:], file=sys.stderr)
