@@ -160,7 +160,9 @@ def compare(emulator: Emulator, args: argparse.Namespace, scratch: Path) -> int:
     (``ab_driver.py``): the median over ``--reps`` rounds of each's CPU per short utterance, and their ratio."""
     client = Client(OURS, "ours", sys.executable, "ab_driver.py", "amazon_polly_streaming", "")
     env = client_env(client)
-    env["PYTHONPATH"] = str(HERE)  # each tree is imported from its own path, under a name of its own
+    # Each tree is imported from its own path under a name of its own; ``amazon_polly_streaming`` on the
+    # path is this checkout, for the floor's header-block encoder.
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(SRC)])
     presigned = scratch / "presigned.json"
     presign(emulator, [SHORT_TEXT], presigned)
     other = "floor" if str(args.compare) == "floor" else str(args.compare.resolve())
