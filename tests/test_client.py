@@ -199,6 +199,31 @@ async def test_a_shorter_idle_timeout_of_another_client_sharing_the_pool_is_kept
             await brief.close()
 
 
+async def test_a_busy_pools_timer_task_is_not_woken_by_every_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Sequential streams lease the one connection again before the timer task
+    # runs, so it always found none idle and waited to be woken: once per
+    # stream, a task step, an Event and a future for nothing. It now looks
+    # again after the shortest idle timeout instead, and the connection still
+    # closes on time after the last stream.
+    from amazon_polly_streaming._transport.pool import ConnectionPool
+
+    wakes = 0
+    poke = ConnectionPool._poke
+
+    def counted(pool: ConnectionPool) -> None:
+        nonlocal wakes
+        wakes += 1
+        poke(pool)
+
+    monkeypatch.setattr(ConnectionPool, "_poke", counted)
+    async with serve({"idle_timeout": 0.3}, audio="tone") as (emulator, client):
+        for _ in range(6):
+            await collect(client)
+        assert emulator.total_connections == 1
+        assert wakes <= 1  # the first connection that came back
+        await emulator.wait_for(lambda: emulator.open_connections == 0, 2.0)
+
+
 async def test_prewarm_opens_connections_ahead() -> None:
     async with serve({"pool_size": 3}, audio="tone") as (emulator, client):
         assert await client.prewarm(2) == 2

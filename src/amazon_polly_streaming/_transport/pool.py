@@ -108,6 +108,8 @@ class ConnectionPool:
         self._stopping = False  # close_idle is stopping the keeper (not the loop's shutdown)
         #: When the timer task will next look, if it sleeps until then.
         self._next_check = math.inf
+        #: The shortest idle timeout a connection came back with: one given back now is due no sooner.
+        self._shortest_idle = math.inf
         #: The event loop is shutting down: keep nothing, lend nothing.
         self.shut = False
 
@@ -165,6 +167,8 @@ class ConnectionPool:
         """
         if conn.reusable and self._users and conn in self._all and not self.shut:
             deadline = self.loop.time() + idle_timeout
+            if idle_timeout < self._shortest_idle:
+                self._shortest_idle = idle_timeout
             self._idle.append((conn, deadline))
             self._watch(deadline)
             return True
@@ -223,12 +227,14 @@ class ConnectionPool:
                     self._idle.remove((conn, deadline))
                     self._discard(conn)
                 wake.clear()
-                if not self._idle:
-                    if self._all:
-                        await wake.wait()  # leased ones only: until one comes back or goes
-                    continue
-                earliest = min(deadline for _, deadline in self._idle)
+                # With leased ones only: one that comes back is due no sooner than the shortest idle timeout
+                # from now, so a look then needs no wake-up at every return (a busy pool's keeper woke once
+                # per stream); a shorter timeout still wakes it (give_back).
+                earliest = min(deadline for _, deadline in self._idle) if self._idle else now + self._shortest_idle
                 self._next_check = earliest
+                if earliest == math.inf:
+                    await wake.wait()  # nothing came back yet: until one does or goes
+                    continue
                 try:
                     async with asyncio.timeout_at(earliest):
                         await wake.wait()
