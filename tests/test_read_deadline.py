@@ -1,9 +1,9 @@
-"""The reader's deadline: every wait for the server bounded by its own read timeout, one timer per stream.
+"""The reader's deadline: every wait for the server bounded by its own read timeout, one timer per connection.
 
 A stream waits for the server a few times per response (the headers, each
 burst of audio). Each wait must fail ``read_timeout`` after it began, never
-earlier and never much later; the timer that enforces it is set once per
-stream and moved along, not made and cancelled per wait. Real client, real
+earlier and never much later; the timer that enforces it belongs to the
+connection and is moved along, not made and cancelled per wait or per stream. Real client, real
 loopback HTTP/2+TLS against a scripted server, on asyncio and on uvloop.
 """
 
@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from amazon_polly_streaming._transport.stream import Stream
 from amazon_polly_streaming.exceptions import ReadTimeoutError
 from hostile_h2 import H2Peer, audio_event, stream_closed_event
 from support import collect, hostile
@@ -97,42 +96,46 @@ async def test_an_open_input_is_probed_with_ping_and_an_unanswered_ping_fails_th
     assert 2 * TIMEOUT - 0.05 <= elapsed <= 2 * TIMEOUT + 1.0, f"failed after {elapsed:.2f} s"
 
 
-async def test_a_stream_sets_one_timer_however_many_times_it_waits() -> None:
-    # On asyncio's loop, whose timers can be counted through its Python API.
+async def test_a_connection_sets_one_timer_however_many_times_its_streams_wait() -> None:
+    # On asyncio's loop, whose timers can be counted through its Python API. Three streams, one after the
+    # other on one pooled connection, each waiting twenty times: one timer in all (it was one per wait, then
+    # one per stream), and none is left on the loop's heap once the connection closed.
     running = asyncio.get_running_loop()
     assert isinstance(running, asyncio.BaseEventLoop)
     loop: Any = running
     timers = 0
     call_at, call_later = loop.call_at, loop.call_later
+    names = {"_on_read_timer", "_on_timer", "_expire"}
 
     def counted(schedule: Any) -> Any:
         def wrapper(when: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
             nonlocal timers
-            owner = getattr(callback, "__self__", None)
-            if isinstance(owner, Stream) or getattr(callback, "__name__", "") == "_expire":
+            if getattr(callback, "__name__", "") in names:
                 timers += 1
             return schedule(when, callback, *args, **kwargs)
 
         return wrapper
 
     async def script(peer: H2Peer) -> None:
-        stream_id = await peer.next_request()
-        peer.respond(stream_id)
-        for _ in range(20):  # twenty bursts, twenty waits
-            peer.send_data(stream_id, audio_event(b"\x05\x06" * 50))
+        for _ in range(3):
+            stream_id = await peer.next_request()
+            peer.respond(stream_id)
+            for _ in range(20):  # twenty bursts, twenty waits
+                peer.send_data(stream_id, audio_event(b"\x05\x06" * 50))
+                peer.flush()
+                await asyncio.sleep(0.01)
+            peer.send_data(stream_id, stream_closed_event(6), end_stream=True)
             peer.flush()
-            await asyncio.sleep(0.01)
-        peer.send_data(stream_id, stream_closed_event(6), end_stream=True)
-        peer.flush()
         await peer.wait_until(lambda: False, timeout=5)
 
     async with hostile(script, {"read_timeout": 5.0}) as (_, client):
         loop.call_at, loop.call_later = counted(call_at), counted(call_later)
         try:
-            audio = await asyncio.wait_for(collect(client, text="Hello."), 10.0)
+            for _ in range(3):
+                audio = await asyncio.wait_for(collect(client, text="Hello."), 10.0)
+                assert len(audio) == 20 * 100
         finally:
             del loop.call_at, loop.call_later
-    assert len(audio) == 20 * 100
-    assert timers == 1, f"{timers} timers for one stream"
-    # ... and none is left on the loop's heap for read_timeout.
-    assert not [h for h in loop._scheduled if not h.cancelled() and isinstance(h._callback, type(Stream._on_timer))]
+    assert timers == 1, f"{timers} timers for three streams"
+    left = [h for h in loop._scheduled if not h.cancelled() and getattr(h._callback, "__name__", "") in names]
+    assert not left

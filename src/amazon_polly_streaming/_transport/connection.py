@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -158,6 +159,10 @@ class Connection(asyncio.Protocol):
         self._preface_deadline = preface_deadline
         self._preface_timer: asyncio.TimerHandle | None = None
         self._preface_waiter: asyncio.Future[None] | None = None
+        # The one timer that enforces the read deadlines of this connection's
+        # streams (see watch), and the time it was set for.
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._read_timer_due = 0.0
         self.preface_received = False
 
     def __repr__(self) -> str:
@@ -283,6 +288,9 @@ class Connection(asyncio.Protocol):
         if self._preface_timer is not None:
             self._preface_timer.cancel()
             self._preface_timer = None
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
         error = self._error or ConnectionLostError(
             "the connection closed" + (f": {exc}" if exc else "") + " while the stream was open"
         )
@@ -305,6 +313,41 @@ class Connection(asyncio.Protocol):
         waiter = self._preface_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    # ---------------------------------------------------------- read deadlines
+
+    def watch(self, deadline: float) -> None:
+        """Make sure the read timer fires by ``deadline`` (loop time), when a stream's wait expires.
+
+        Its streams wait a few times per response, and one stream follows
+        another on a pooled connection; a timer per wait, or per stream, is
+        made, pushed on the loop's heap and cancelled for nothing nearly
+        every time (on asyncio all of that is Python code, and the heap grows
+        with the streams open). The connection keeps one: a later deadline
+        leaves it as it is, and when it fires it expires the waits that are
+        due and is set again for the earliest of the others.
+        """
+        timer = self._read_timer
+        if timer is None or self._read_timer_due > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._set_read_timer(deadline)
+
+    def _set_read_timer(self, due: float) -> None:
+        # The due time is kept here: uvloop's TimerHandle.when() is rounded to milliseconds.
+        self._read_timer_due = due
+        self._read_timer = self.loop.call_at(due, self._on_read_timer)
+
+    def _on_read_timer(self) -> None:
+        self._read_timer = None
+        due = self._read_timer_due
+        earliest = math.inf
+        for stream in list(self.streams.values()):
+            pending = stream.expire_wait(due)
+            if pending < earliest:
+                earliest = pending
+        if earliest != math.inf and self.is_open:
+            self._set_read_timer(earliest)  # later than ``due``: waits that began after the timer was set
 
     # ---------------------------------------------------------- operations
 

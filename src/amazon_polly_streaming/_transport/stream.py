@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -38,6 +39,8 @@ class StreamHost(Protocol):
 
     def ping(self) -> None: ...
 
+    def watch(self, deadline: float) -> None: ...
+
     def flush(self) -> None: ...
 
     def acknowledge(self, stream_id: int, size: int) -> None: ...
@@ -61,8 +64,6 @@ class Stream:
         "_inbox_flow",
         "_outbox",
         "_taken",
-        "_timer",
-        "_timer_due",
         "_waiter",
         "headers",
         "id",
@@ -81,10 +82,8 @@ class Stream:
         self._taken = 0  # flow-controlled bytes the last read handed out, acknowledged at the next
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
-        # The reader's deadline (loop time) and the one timer that enforces it (see _arm).
+        # The current wait's deadline (loop time); the connection's read timer enforces it.
         self._deadline = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_due = 0.0  # the deadline the timer was set for (uvloop's when() is rounded to ms)
         self._outbox: deque[bytes] = deque()
         self._end_after_outbox = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -175,40 +174,23 @@ class Stream:
             self._waiter = None
 
     def _arm(self, deadline: float) -> None:
-        """Make the current wait fail at ``deadline`` unless woken before.
-
-        A stream waits a few times per response, each wait with its own
-        deadline; a timer per wait (made, pushed on the loop's heap, cancelled
-        and left there) costs more than the rest of the wait. One timer per
-        stream serves them all: a later deadline only moves ``_deadline``, and
-        when the timer fires early it re-arms for the deadline then in force.
-        """
+        """Make the current wait fail at ``deadline`` unless woken before (the connection's timer does)."""
         self._deadline = deadline
-        timer = self._timer
-        if timer is None or self._timer_due > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._set_timer(deadline)
+        self._conn.watch(deadline)
 
-    def _set_timer(self, due: float) -> None:
-        self._timer_due = due
-        self._timer = self._conn.loop.call_at(due, self._on_timer)
+    def expire_wait(self, due: float) -> float:
+        """The read timer set for ``due`` fired: fail the wait in progress if it is due by then.
 
-    def _on_timer(self) -> None:
-        self._timer = None
+        Returns the deadline of a wait still to come due (one that began
+        after the timer was set), or infinity.
+        """
         waiter = self._waiter
         if waiter is None or waiter.done():
-            return  # no wait in progress: the next one arms a timer again
-        if self._timer_due < self._deadline:
-            # The wait now in progress began after this timer was set.
-            self._set_timer(self._deadline)
-            return
+            return math.inf  # no wait in progress: the next one sets its own deadline
+        if self._deadline > due:
+            return self._deadline
         waiter.set_exception(_Expired())
-
-    def _disarm(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
+        return math.inf
 
     def nudge(self) -> None:
         """Make a waiting reader re-check its conditions (e.g. the input just closed)."""
@@ -363,7 +345,6 @@ class Stream:
             self._inbox.clear()
         if unread and conn.is_open:
             conn.acknowledge(self.id, unread)
-        self._disarm()
         conn.forget(self.id)
 
 
