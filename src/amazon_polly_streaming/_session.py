@@ -20,6 +20,7 @@ from hpack import NeverIndexedHeaderTuple
 
 from ._admission import NEUTRAL, SUCCESS, THROTTLED
 from ._runtime import USER_AGENT, Runtime, StreamOwner
+from ._transport.header_block import UnindexedHeaderTuple
 from ._wire.event_signer import amz_date
 from ._wire.request import CLOSE_STREAM_EVENT, SignedRequest, SynthesisParams, text_event, text_events
 from ._wire.response import ResponseItem, ResponseParser
@@ -69,24 +70,29 @@ class _Http2Headers:
     Not a sequence, and its ``repr`` shows nothing: no error reporter that
     walks the locals of a traceback prints the signature or a session token.
     Credentials are sent "never indexed" (RFC 7541 7.1.3): kept out of the
-    HPACK tables of every hop, and redacted by hpack's debug logging.
+    HPACK tables of every hop, and redacted by hpack's debug logging. The
+    date, new every second, is sent without indexing: it would only churn
+    the connection's table (``_transport.header_block``).
     """
 
     __slots__ = ("_items",)
 
     def __init__(self, request: SignedRequest) -> None:
-        self._items = tuple(
-            NeverIndexedHeaderTuple(name.encode(), value.encode())
-            if name in _SENSITIVE
-            else (name.encode(), value.encode())
-            for name, value in request
-        )
+        self._items = tuple(_header(name, value) for name, value in request)
 
     def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(self._items)
 
     def __repr__(self) -> str:
         return f"<{len(self._items)} HTTP/2 request headers, redacted>"
+
+
+def _header(name: str, value: str) -> tuple[bytes, bytes]:
+    if name in _SENSITIVE:
+        return NeverIndexedHeaderTuple(name.encode(), value.encode())
+    if name == "x-amz-date":
+        return UnindexedHeaderTuple(name.encode(), value.encode())
+    return name.encode(), value.encode()
 
 
 def _http2_headers(runtime: Runtime, request: SignedRequest) -> _Http2Headers:
