@@ -5,7 +5,8 @@ kind of machine (where the heap lands, which CPU, what the other tenants do),
 so an A/B of two processes needs many of them to see a 3 % change. Here both
 clients run in one process on one event loop, in blocks of ``--block``
 sequential short utterances, the order swapped every round (ABBA, so that a
-drift favours neither); each block's CPU is the thread's CPU time. The ratio
+drift favours neither), either in turn or in ``--streams`` conversations at
+once (the scan's shape); each block's CPU is the thread's CPU time. The ratio
 of each round's pair, then the median over ``--n`` rounds, is steady to about
 2 %.
 
@@ -46,9 +47,16 @@ def _tree(path: str, name: str) -> ModuleType:
 
 
 async def _block(adapter: Any, calls: int, args: argparse.Namespace) -> float:
+    """CPU per call of ``calls`` short utterances: in turn, or in ``--streams`` conversations at once."""
+
+    async def conversation(count: int) -> None:
+        for _ in range(count):
+            await workloads._drain(adapter, workloads.SHORT_TEXT, args)
+
+    per = max(1, calls // args.streams)
     started = time.thread_time()
-    for _ in range(calls):
-        await workloads._drain(adapter, workloads.SHORT_TEXT, args)
+    await asyncio.gather(*(conversation(per) for _ in range(args.streams)))
+    calls = per * int(args.streams)
     return (time.thread_time() - started) / calls * 1e6
 
 

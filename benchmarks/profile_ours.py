@@ -168,14 +168,16 @@ def compare(emulator: Emulator, args: argparse.Namespace, scratch: Path) -> int:
     other = "floor" if str(args.compare) == "floor" else str(args.compare.resolve())
     command = [sys.executable, str(HERE / "ab_driver.py"), "--mode", "cpu", "--endpoint", emulator.endpoint_url]
     command += ["--ca", emulator.ca_file, "--key", DEFAULT_KEY, "--timeout", "1200", "--loop", args.loop]
-    command += ["--presigned", str(presigned), "--a", str(SRC), "--b", other, "--n", str(args.reps)]
-    command += ["--block", str(args.block), "--pool-size", "1"]
+    command += ["--presigned", str(presigned), "--a", str(args.src.resolve()), "--b", other, "--n", str(args.reps)]
+    command += ["--block", str(args.block), "--streams", str(args.concurrency), "--pool-size", str(args.concurrency)]
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         print(out.stderr[-3000:], file=sys.stderr)
         return 1
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"CPU per short utterance on {args.loop}, {args.reps} rounds of {args.block} calls each, in one process:")
+    shape = "in turn" if args.concurrency == 1 else f"{args.concurrency} at once"
+    rounds = f"{args.reps} rounds of {args.block} calls each ({shape})"
+    print(f"CPU per short utterance on {args.loop}, {rounds}, in one process:")
     print(f"  this checkout  {result['a_us_per_call']:8.1f} us (median)")
     change = f"{result['b_over_a'] - 1:+.1%}, median of the rounds' ratios"
     print(f"  {other[-40:]:14} {result['b_us_per_call']:8.1f} us ({change})")
@@ -195,6 +197,9 @@ def main() -> int:
     )
     options.add_argument("--reps", type=int, default=10, help="A/B rounds (default 10)")
     options.add_argument("--block", type=int, default=200, help="A/B: calls per block (default 200)")
+    options.add_argument(
+        "--concurrency", type=int, default=1, help="A/B: conversations at once in each block (default 1: in turn)"
+    )
     options.add_argument("--workloads", default="cpu,scan,bulk", help="which of cpu, scan, bulk (default all)")
     options.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the client's event loop")
     options.add_argument("--floor", action="store_true", help="profile the raw h2 floor instead of ours")
