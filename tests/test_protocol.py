@@ -260,6 +260,39 @@ def test_audio_and_stream_closed() -> None:
     assert parser.end_error() is None
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"RequestCharacters":5}',
+        b'{"RequestCharacters": 5}',  # the emulator's json.dumps
+        b'{"RequestCharacters":0}',
+        b'{"RequestCharacters":007}',  # not JSON: no count
+        b'{"RequestCharacters":-1}',
+        b'{"RequestCharacters":5.0}',
+        b'{"RequestCharacters":true}',
+        b'{"RequestCharacters":"5"}',
+        b'{"RequestCharacters":12345678901234567890123}',
+        b'{"RequestCharacters":5,"Other":1}',
+        b'{ "RequestCharacters" : 5 }',
+        b'{"RequestCharacters":}',
+        b'{"RequestCharacters":\xd9\xa3}',  # a non-ASCII digit
+        b"",
+        b"[5]",
+    ],
+)
+def test_the_billed_characters_read_as_the_json_decoder_reads_them(payload: bytes) -> None:
+    # StreamClosedEvent's payload is read without the JSON decoder when it has the usual shape; whatever
+    # the shape, the count is the one the decoder gives (an int, not a bool), or none.
+    try:
+        value = json.loads(payload).get("RequestCharacters") if payload else None
+    except (ValueError, AttributeError):
+        value = None
+    expected = value if isinstance(value, int) and not isinstance(value, bool) else None
+    parser = _ok_parser()
+    parser.receive_data(_event("StreamClosedEvent", payload))
+    assert parser.request_characters == expected
+
+
 def test_end_without_stream_closed_is_an_error() -> None:
     parser = _ok_parser()
     parser.receive_data(_event("AudioEvent", b"abc"))
