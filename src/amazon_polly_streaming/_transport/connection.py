@@ -171,14 +171,22 @@ class Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        """Open, not going away, idle, and allowed another stream by the server."""
-        h2conn = self.h2
+        """Open, not going away, no stream open (h2 agreeing), and allowed a stream by the server."""
+        return self.idle and self.h2.open_outbound_streams == 0
+
+    @property
+    def idle(self) -> bool:
+        """``reusable`` for a connection that was, and has opened no stream since (a pooled idle one).
+
+        h2's count of open streams walks its table of streams: with no
+        stream opened it cannot have grown from 0, so it is not taken again.
+        """
         return (
             self.is_open
             and not self.goaway
             and not self.retired
             and not self.streams
-            and h2conn.open_outbound_streams < h2conn.remote_settings.max_concurrent_streams
+            and self.h2.remote_settings.max_concurrent_streams > 0
         )
 
     # ---------------------------------------------------------- asyncio.Protocol
@@ -400,8 +408,6 @@ class Connection(asyncio.Protocol):
         if self.goaway:
             raise ConnectionLostError("the server is closing this connection (GOAWAY)")
         h2conn = self.h2
-        if h2conn.open_outbound_streams >= h2conn.remote_settings.max_concurrent_streams:
-            raise TransportError("the server allows no more streams on this connection")
         try:
             stream_id = h2conn.get_next_available_stream_id()
             h2conn.send_headers(stream_id, headers)

@@ -145,7 +145,7 @@ class ConnectionPool:
         now = self.loop.time()
         while idle:
             conn, deadline = idle.pop()
-            if conn.reusable and now < deadline:
+            if conn.idle and now < deadline:
                 return conn
             self._discard(conn)
         return None
