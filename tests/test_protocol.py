@@ -159,6 +159,21 @@ def test_an_ssml_document_within_the_limits_is_one_event() -> None:
     assert len(protocol.text_events(document, text_type="ssml")) == 1
 
 
+@pytest.mark.parametrize("text_type", [None, "text"])
+@pytest.mark.parametrize("flush", [False, True])
+@pytest.mark.parametrize("size", [0, 1, 2999, 3000, 3001, 6000])
+def test_short_ascii_text_takes_the_short_way_to_the_same_events(size: int, flush: bool, text_type: str | None) -> None:
+    # Short plain ASCII skips the encodability check and the splitter: the events are those the general way
+    # makes (split where it is over 3,000 characters, flush only on the last).
+    text = ("Hi there. " * 700)[:size]
+    pieces = protocol.split_text(text)
+    expected = [
+        protocol.text_event(piece, text_type=text_type, flush=flush and i == len(pieces) - 1)
+        for i, piece in enumerate(pieces)
+    ]
+    assert protocol.text_events(text, text_type=text_type, flush=flush) == expected
+
+
 def test_a_lone_surrogate_is_refused() -> None:
     with pytest.raises(ValueError, match="lone surrogate"):
         protocol.text_events("bad \ud800 text")
@@ -464,3 +479,36 @@ def test_unexpected_content_type_and_missing_status() -> None:
         response.ResponseParser().receive_headers([(b":status", b"200"), (b"content-type", b"text/html")])
     with pytest.raises(ProtocolError):
         response.ResponseParser().receive_headers([(b"content-type", b"text/html")])
+
+
+def test_checked_stream_arguments_are_remembered_by_value_and_type_and_only_when_valid() -> None:
+    from amazon_polly_streaming import client
+
+    def params(**changes: object) -> object:
+        arguments: dict[str, object] = {
+            "voice_id": "Matthew",
+            "engine": "generative",
+            "language_code": None,
+            "output_format": "pcm",
+            "sample_rate": 16000,
+            "lexicon_names": None,
+            "text_type": None,
+        }
+        arguments.update(changes)
+        return client._stream_params(**arguments)  # type: ignore[arg-type]
+
+    first = params()
+    assert params() is first  # looked up, not checked again
+    with pytest.raises(TypeError, match="sample_rate"):
+        params(sample_rate=16000.0)  # equal to 16000 and hashed alike, but refused
+    with pytest.raises(TypeError, match="voice_id"):
+        params(voice_id=["Matthew"])  # unhashable: checked, and refused
+    for _ in range(2):
+        with pytest.raises(ValueError, match="visible ASCII"):
+            params(voice_id="Mat thew")  # refused every time: never remembered
+    with pytest.raises(ValueError, match="text_type"):
+        params(text_type="html")
+    assert params(lexicon_names=["a1"]).lexicon_names == ("a1",)  # type: ignore[attr-defined]
+    for index in range(200):
+        params(voice_id=f"Voice{index}")
+    assert len(client._checked) <= client._CHECKED_LIMIT

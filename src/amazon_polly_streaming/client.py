@@ -406,6 +406,13 @@ class PollyStreamingClient:
         await self.close()
 
 
+#: Stream arguments already checked, by their values and types: an application
+#: speaks with the same few settings all day, and checking them costs more
+#: than looking them up. Bounded; only arguments that passed are kept.
+_checked: dict[tuple[object, ...], SynthesisParams] = {}
+_CHECKED_LIMIT = 64
+
+
 def _stream_params(
     voice_id: str,
     engine: str,
@@ -416,6 +423,17 @@ def _stream_params(
     text_type: str | None,
 ) -> SynthesisParams:
     """Every stream argument checked, before any I/O."""
+    key: tuple[object, ...] | None = None
+    if lexicon_names is None:
+        # The types too: 16000.0 equals 16000 (and hashes alike) but is refused.
+        args = (voice_id, engine, language_code, output_format, sample_rate, text_type)
+        key = (*args, *map(type, args))
+        try:
+            checked = _checked.get(key)
+        except TypeError:  # an unhashable argument: refused below
+            key = checked = None
+        if checked is not None:
+            return checked
     synthesis_params = _synthesis_params
     if synthesis_params is None:
         _load_stream_machinery()
@@ -423,7 +441,7 @@ def _stream_params(
         assert synthesis_params is not None
     if text_type is not None and text_type not in ("text", "ssml"):
         raise ValueError(f"text_type must be 'text' or 'ssml', not {text_type!r}")
-    return synthesis_params(
+    params = synthesis_params(
         voice_id=voice_id,
         engine=engine,
         language_code=language_code,
@@ -431,3 +449,8 @@ def _stream_params(
         sample_rate=sample_rate,
         lexicon_names=lexicon_names,
     )
+    if key is not None:
+        if len(_checked) >= _CHECKED_LIMIT:
+            _checked.clear()
+        _checked[key] = params
+    return params
