@@ -437,6 +437,9 @@ def text_events(text: str, *, text_type: str | None = None, flush: bool = False)
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be str, not {type(text).__name__}")
+    if text_type != "ssml" and len(text) <= MAX_BILLED_CHARS and text.isascii():
+        # The usual short plain text: encodable, and one event holds it whole.
+        return [text_event(text, text_type=text_type, flush=flush)]
     if len(text) > _ALWAYS_FITS:
         _check_size(text)
     _check_encodable(text)
