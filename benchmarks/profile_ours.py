@@ -3,6 +3,7 @@
     python benchmarks/profile_ours.py                     # py-spy profiles: workloads 4 and 5, the scan
     python benchmarks/profile_ours.py --compare /tmp/src  # CPU of this checkout vs another src/ tree
     python benchmarks/profile_ours.py --compare floor     # ... vs the raw h2 floor
+    python benchmarks/profile_ours.py --compare floor --concurrency 64   # ... 64 conversations at once
     python benchmarks/profile_ours.py --floor --loop uvloop --workloads scan   # the floor, on uvloop
 
 Profiles run our driver (``client_ours.py``) under py-spy (``pip install
