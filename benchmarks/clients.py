@@ -39,6 +39,8 @@ class Counts:
     cache_calls: int = 500  # calls per row of the phrase cache's rows (hits: 4 times as many)
     cache_phrases: int = 10_000  # distinct phrases spoken through the cache of the RSS row
     cache_max_bytes: int = 16 * 2**20  # ... bounded by this MemoryCache(max_bytes=...)
+    turns_rounds: int = 12  # rounds of ours and the floor taking turns in one process, per scan level
+    turns_calls: int = 320  # calls per block of those turns (at least 4 per conversation)
 
 
 COUNTS = {
@@ -49,8 +51,12 @@ COUNTS = {
     "smoke": Counts(2, 1, 3, 20, 30, 1, 4, 64 * 1024, 1, 4, 0.3, (1, 16), (1,), 32, 2, 1, (), 0),
 }
 # The phrase cache's counts, smaller than the full run's (its defaults).
-COUNTS["quick"] = replace(COUNTS["quick"], cache_calls=100, cache_phrases=2000, cache_max_bytes=4 * 2**20)
-COUNTS["smoke"] = replace(COUNTS["smoke"], cache_calls=20, cache_phrases=300, cache_max_bytes=2**20)
+COUNTS["quick"] = replace(
+    COUNTS["quick"], cache_calls=100, cache_phrases=2000, cache_max_bytes=4 * 2**20, turns_rounds=4
+)
+COUNTS["smoke"] = replace(
+    COUNTS["smoke"], cache_calls=20, cache_phrases=300, cache_max_bytes=2**20, turns_rounds=1, turns_calls=16
+)
 
 
 @dataclass

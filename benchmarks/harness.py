@@ -155,6 +155,37 @@ def presign(emulator: Emulator, texts: list[str], path: Path) -> None:
     path.write_text(json.dumps(signed))
 
 
+def taking_turns(
+    emulator: Emulator,
+    a: str,
+    b: str,
+    presigned: Path,
+    *,
+    loop: str,
+    conversations: int,
+    rounds: int,
+    block: int,
+    timeout: float = 1200,
+) -> dict[str, Any]:
+    """Two clients in one process taking turns in blocks of short utterances (``ab_driver.py``; each ``floor``
+    or a ``src/`` tree): ``{"a_us_per_call", "b_us_per_call", "b_over_a", "ratios"}``, or ``{"error"}``."""
+    # PYTHONPATH: the benchmarks, and this checkout for the floor's header-block encoder.
+    env = client_env(Client(OURS, "ours", sys.executable, "ab_driver.py", "", ""))
+    command = [sys.executable, str(HERE / "ab_driver.py"), "--mode", "cpu", "--endpoint", emulator.endpoint_url]
+    command += ["--ca", emulator.ca_file, "--key", DEFAULT_KEY, "--timeout", f"{timeout:g}", "--loop", loop]
+    command += ["--presigned", str(presigned), "--a", a, "--b", b, "--n", str(rounds), "--block", str(block)]
+    command += ["--streams", str(conversations), "--pool-size", str(conversations)]
+    try:
+        out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout + 30, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"taking turns: no result within {timeout + 30:g} s"}
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        return {"error": "taking turns: " + (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1][:300]}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
 class Runner:
     """The workloads against ``emulator``; a context manager: on exit, its scratch folder is removed
     (it holds a signed request), whether the run finished or not."""
@@ -427,6 +458,52 @@ class Runner:
                 f"{fmt(floor.get('ttfa_p99_ms'))} ms; busiest emulator process "
                 f"{pct(ours.get('server_busiest'))} / {pct(floor.get('server_busiest'))} of a CPU"
             )
+            out.append(row)
+        return out
+
+    def in_turns(self) -> list[dict[str, Any]]:
+        """Ours and the floor in one process, taking turns in blocks, at each level of the scan.
+
+        Fresh processes of the same code differ by 10-40 % in CPU per stream
+        on this kind of machine (a process lands in a fast or a slow mode and
+        stays there), so the scan's ratio of medians over five processes moves
+        by as much between runs. Rounds of one process, each a block of ours
+        and a block of the floor in ABBA order, share the process's mode: the
+        median of their ratios holds still to a few percent.
+        """
+        counts = self.counts
+        levels = [("asyncio", n) for n in counts.scan_levels]
+        if self.uvloop_error is None:
+            levels += [("uvloop", n) for n in counts.scan_uvloop_levels]
+        self.log(
+            f"7b/8 CPU per stream in one process, ours and the floor taking turns: {counts.turns_rounds} rounds "
+            f"per level, blocks of at least {counts.turns_calls} calls"
+        )
+        presigned = self._scratch / "presigned-turns.json"
+        presign(self.emulator, [SHORT_TEXT], presigned)
+        out = []
+        for loop, conversations in levels:
+            block = max(counts.turns_calls, 4 * conversations)
+            result = taking_turns(
+                self.emulator,
+                "floor",
+                str(SRC),
+                presigned,
+                loop=loop,
+                conversations=conversations,
+                rounds=counts.turns_rounds,
+                block=block,
+            )
+            row = {"loop": loop, "conversations": conversations, "block": block, **result}
+            if not result.get("error"):
+                ratios = result["ratios"]
+                self.log(
+                    f"  {loop} N={conversations}: ours {result['b_us_per_call']:.0f} us, floor "
+                    f"{result['a_us_per_call']:.0f} us per stream, {result['b_over_a']:.3f}x (rounds "
+                    f"{min(ratios):.2f}-{max(ratios):.2f})"
+                )
+            else:
+                self.log(f"  {loop} N={conversations}: {result['error']}")
             out.append(row)
         return out
 

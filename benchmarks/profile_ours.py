@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import shutil
 import subprocess
@@ -32,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 from clients import FLOOR, HERE, OURS, SRC, Client, client_env
-from harness import Emulator, presign
+from harness import Emulator, presign, taking_turns
 from run import bootstrap
 from workloads import DEFAULT_KEY, SHORT_TEXT, bulk_text
 
@@ -159,23 +158,22 @@ def profile(emulator: Emulator, args: argparse.Namespace, scratch: Path) -> int:
 def compare(emulator: Emulator, args: argparse.Namespace, scratch: Path) -> int:
     """This checkout against ``--compare`` (a ``src/`` tree, or ``floor``), both in one process taking turns
     (``ab_driver.py``): the median over ``--reps`` rounds of each's CPU per short utterance, and their ratio."""
-    client = Client(OURS, "ours", sys.executable, "ab_driver.py", "amazon_polly_streaming", "")
-    env = client_env(client)
-    # Each tree is imported from its own path under a name of its own; ``amazon_polly_streaming`` on the
-    # path is this checkout, for the floor's header-block encoder.
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(SRC)])
     presigned = scratch / "presigned.json"
     presign(emulator, [SHORT_TEXT], presigned)
     other = "floor" if str(args.compare) == "floor" else str(args.compare.resolve())
-    command = [sys.executable, str(HERE / "ab_driver.py"), "--mode", "cpu", "--endpoint", emulator.endpoint_url]
-    command += ["--ca", emulator.ca_file, "--key", DEFAULT_KEY, "--timeout", "1200", "--loop", args.loop]
-    command += ["--presigned", str(presigned), "--a", str(args.src.resolve()), "--b", other, "--n", str(args.reps)]
-    command += ["--block", str(args.block), "--streams", str(args.concurrency), "--pool-size", str(args.concurrency)]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        print(out.stderr[-3000:], file=sys.stderr)
+    result = taking_turns(
+        emulator,
+        str(args.src.resolve()),
+        other,
+        presigned,
+        loop=args.loop,
+        conversations=args.concurrency,
+        rounds=args.reps,
+        block=args.block,
+    )
+    if result.get("error"):
+        print(result["error"], file=sys.stderr)
         return 1
-    result = json.loads(out.stdout.strip().splitlines()[-1])
     shape = "in turn" if args.concurrency == 1 else f"{args.concurrency} at once"
     rounds = f"{args.reps} rounds of {args.block} calls each ({shape})"
     print(f"CPU per short utterance on {args.loop}, {rounds}, in one process:")

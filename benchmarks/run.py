@@ -35,8 +35,12 @@ each repeating the short utterance, 2,048 calls per process, on asyncio, and
 N = 1 and 64 on uvloop: client CPU per stream, time to first audio p50/p99
 and streams per second, with each emulator process's CPU time over the same
 window (it shows whether the emulator kept up) and what else kept the
-machine busy meanwhile; then ours at N = 64 against 1 and 2 emulator
-processes; (8) the sans-IO codec alone; (9) instructions per stream under
+machine busy meanwhile; then, at each level of the scan, ours and the floor
+in one process taking turns in blocks (``ab_driver.py``, 12 rounds in ABBA
+order, the median of the rounds' ratios): a fresh process lands in a faster
+or slower mode and stays there, so only the rounds of one process hold still
+enough to judge a timed CPU target on; then ours at N = 64 against 1 and 2
+emulator processes; (8) the sans-IO codec alone; (9) instructions per stream under
 Valgrind's callgrind, ours and the floor at N = 1 and 64 on both loops, the
 scan's measured window only (``counting.py`` says how): CPU time moves by
 10-15 % between processes of the same code, the counts by well under 1 %,
@@ -203,6 +207,7 @@ def main() -> int:
             runner.log(f"emulator at {emulator.endpoint_url}; clients: {', '.join(c.name for c in clients)}")
             results = runner.run(clients)
             scan = runner.scan(clients[:2])
+            turns = runner.in_turns()
             counted = not args.smoke and valgrind() is not None
             instructions = count(runner, clients[:2], args.count_repeat) if counted else []
             top = max(n for n in counts.scan_levels if n <= 64)
@@ -224,13 +229,14 @@ def main() -> int:
         "counts": asdict(counts),
         "clients": results,
         "scan": scan,
+        "turns": turns,
         "instructions": instructions,
         "emulator": {"processes": processes, "loop": args.emulator_loop},
         "emulator_check": check,
         "codec": codec,
         "fleet": fleet,
         "cache": cache,
-        "targets": targets(results, codec, scan, instructions, cache),
+        "targets": targets(results, codec, scan, instructions, cache, turns),
         "notes": notes,
         "seconds": round(time.monotonic() - began, 1),
     }
@@ -246,6 +252,7 @@ def main() -> int:
         for row in scan
         if row[OURS].get("error") or row[FLOOR].get("error")
     ]
+    broken += [f"turns {row['loop']} N={row['conversations']}" for row in turns if row.get("error")]
     broken += [
         f"instructions {row['loop']} N={row['conversations']}"
         for row in instructions
@@ -271,7 +278,7 @@ def counts_only(args: argparse.Namespace, clients: list[Client], counts: Any) ->
             rows = count(runner, clients, args.count_repeat)
     finally:
         emulator.close()
-    report = {"instructions": rows, "scan": [], "counts": asdict(runner.counts)}
+    report = {"instructions": rows, "scan": [], "turns": [], "counts": asdict(runner.counts)}
     print("\n".join(render_counts(report)))
     print(f"\nload average {_load_average()} after, {load_before} before (instruction counts do not depend on it)")
     broken = [row for row in rows if row[OURS].get("error") or row[FLOOR].get("error")]
