@@ -51,12 +51,21 @@ _text_events: Callable[..., list[bytes]] | None = None
 _synthesis_params: Callable[..., SynthesisParams] | None = None
 
 
+def _running_loop() -> asyncio.AbstractEventLoop:
+    import asyncio
+
+    return asyncio.get_running_loop()
+
+
 def _load_stream_machinery() -> None:
-    global _synthesize, _text_events, _synthesis_params
+    global _synthesize, _text_events, _synthesis_params, _running_loop
+    from asyncio import get_running_loop
+
     from ._synthesize import synthesize
     from ._wire.request import synthesis_params, text_events
 
     _synthesize, _text_events, _synthesis_params = synthesize, text_events, synthesis_params
+    _running_loop = get_running_loop
 
 
 class PollyStreamingClient:
@@ -234,9 +243,7 @@ class PollyStreamingClient:
 
     def _runtime(self) -> Runtime:
         """This client's state on the running event loop (made on first use there)."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
+        loop = _running_loop()
         runtime = self._runtimes.get(loop)
         if runtime is not None and not runtime.closed:
             return runtime
@@ -425,9 +432,9 @@ def _stream_params(
     """Every stream argument checked, before any I/O."""
     key: tuple[object, ...] | None = None
     if lexicon_names is None:
-        # The types too: 16000.0 equals 16000 (and hashes alike) but is refused.
-        args = (voice_id, engine, language_code, output_format, sample_rate, text_type)
-        key = (*args, *map(type, args))
+        # The sample rate's type too: 16000.0 equals 16000 (and hashes alike) but is refused. The others
+        # are refused unless they are str, and a str equal to a checked one is that one.
+        key = (voice_id, engine, language_code, output_format, sample_rate, text_type, type(sample_rate))
         try:
             checked = _checked.get(key)
         except TypeError:  # an unhashable argument: refused below
