@@ -39,8 +39,8 @@ class Counts:
     cache_calls: int = 500  # calls per row of the phrase cache's rows (hits: 4 times as many)
     cache_phrases: int = 10_000  # distinct phrases spoken through the cache of the RSS row
     cache_max_bytes: int = 16 * 2**20  # ... bounded by this MemoryCache(max_bytes=...)
-    turns_rounds: int = 12  # rounds of ours and the floor taking turns in one process, per scan level
-    turns_calls: int = 320  # calls per block of those turns (at least 4 per conversation)
+    turns_rounds: int = 20  # rounds of ours and the floor taking turns in one process, per scan level
+    turns_calls: int = 640  # calls per block of those turns (at least 8 per conversation)
 
 
 COUNTS = {

@@ -483,7 +483,7 @@ class Runner:
         presign(self.emulator, [SHORT_TEXT], presigned)
         out = []
         for loop, conversations in levels:
-            block = max(counts.turns_calls, 4 * conversations)
+            block = max(counts.turns_calls, 8 * conversations)
             result = taking_turns(
                 self.emulator,
                 "floor",

@@ -36,8 +36,8 @@ N = 1 and 64 on uvloop: client CPU per stream, time to first audio p50/p99
 and streams per second, with each emulator process's CPU time over the same
 window (it shows whether the emulator kept up) and what else kept the
 machine busy meanwhile; then, at each level of the scan, ours and the floor
-in one process taking turns in blocks (``ab_driver.py``, 12 rounds in ABBA
-order, the median of the rounds' ratios): a fresh process lands in a faster
+in one process taking turns in blocks (``ab_driver.py``, 20 rounds in ABBA
+order, blocks of at least 640 calls, the median of the rounds' ratios): a fresh process lands in a faster
 or slower mode and stays there, so only the rounds of one process hold still
 enough to judge a timed CPU target on; then ours at N = 64 against 1 and 2
 emulator processes; (8) the sans-IO codec alone; (9) instructions per stream under
