@@ -430,12 +430,17 @@ class Runner:
         note("rss_kb_per_stream_fresh", "RSS per concurrent stream (fresh process)", "KB")
         return rows
 
+    def _scan_levels(self) -> list[tuple[str, int]]:
+        """(loop, conversations) of every level of the scan: all on asyncio, some on uvloop (when installed)."""
+        levels = [("asyncio", n) for n in self.counts.scan_levels]
+        if self.uvloop_error is None:
+            levels += [("uvloop", n) for n in self.counts.scan_uvloop_levels]
+        return levels
+
     def scan(self, pair: list[Client]) -> list[dict[str, Any]]:
         """The concurrency scan: N conversations at once, ours and the floor interleaved, per loop and N."""
         counts = self.counts
-        levels = [("asyncio", n) for n in counts.scan_levels]
-        if self.uvloop_error is None:
-            levels += [("uvloop", n) for n in counts.scan_uvloop_levels]
+        levels = self._scan_levels()
         self.log(
             f"7/8 concurrency scan: N = {', '.join(str(n) for _, n in levels[: len(counts.scan_levels)])} "
             f"conversations at once (uvloop: {', '.join(str(n) for loop, n in levels if loop == 'uvloop') or '-'}), "
@@ -469,12 +474,11 @@ class Runner:
         stays there), so the scan's ratio of medians over five processes moves
         by as much between runs. Rounds of one process, each a block of ours
         and a block of the floor in ABBA order, share the process's mode: the
-        median of their ratios holds still to a few percent.
+        median of their ratios moves far less (still by several percent when
+        the machine itself is noisy).
         """
         counts = self.counts
-        levels = [("asyncio", n) for n in counts.scan_levels]
-        if self.uvloop_error is None:
-            levels += [("uvloop", n) for n in counts.scan_uvloop_levels]
+        levels = self._scan_levels()
         self.log(
             f"7b/8 CPU per stream in one process, ours and the floor taking turns: {counts.turns_rounds} rounds "
             f"per level, blocks of at least {counts.turns_calls} calls"
