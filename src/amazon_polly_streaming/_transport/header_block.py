@@ -24,7 +24,7 @@ second costs the literals only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from hpack import Encoder, HeaderTuple, NeverIndexedHeaderTuple
@@ -86,54 +86,58 @@ class _CountedTable(HeaderTable):
         HeaderTable.maxsize.fset(self, newmax)  # type: ignore[attr-defined]
 
 
+class _Memo:
+    """The last block made from a table, the key of its headers, and the table's change count it is valid for."""
+
+    __slots__ = ("block", "changes", "key")
+
+    def __init__(self) -> None:
+        self.key: tuple[Any, ...] | None = None
+        self.block = b""
+        self.changes = -1
+
+
 class HeaderBlockEncoder(Encoder):
     """An hpack ``Encoder`` that keeps per-request headers out of the table and makes a block once while it may."""
 
     def __init__(self) -> None:
         super().__init__()
         self.header_table: _CountedTable = _CountedTable()
-        # The last whole block, and the last block of the indexed headers: each with its key and the
-        # table's change count it is valid for.
-        self._key: tuple[Any, ...] | None = None
-        self._block = b""
-        self._changes = -1
-        self._indexed_key: tuple[Any, ...] | None = None
-        self._indexed_block = b""
-        self._indexed_changes = -1
+        self._whole = _Memo()  # the last whole block
+        self._indexed = _Memo()  # the last block of the headers that go through the table
 
     def __repr__(self) -> str:
-        # The remembered block holds the signature: never shown.
+        # The remembered blocks hold the signature: never shown.
         return f"HeaderBlockEncoder(table={len(self.header_table.dynamic_entries)} entries)"
 
     def encode(self, headers: Iterable[Any], huffman: bool = True) -> bytes:
-        items = tuple(headers)
-        # A never-indexed header equals a plain one of the same name and value: its type is part of the key.
-        types = tuple(map(type, items))
-        key = (items, types, huffman)
-        table = self.header_table
-        if key == self._key and table.changes == self._changes and not table.resized:
-            return self._block
-        before = table.changes
-        indexed = tuple(header for header in items if getattr(header, "indexable", True))
-        block = self._indexed_part(indexed, huffman)
-        if len(indexed) < len(items):
-            block += b"".join(literal(header) for header in items if not getattr(header, "indexable", True))
-        if table.changes == before and not table.resized:
-            # Made from this table without changing it: the same headers make the same block until it changes.
-            self._key, self._block, self._changes = key, block, before
-        else:
-            self._key = None
-        return block
+        return self._remembered(self._whole, tuple(headers), huffman, self._whole_block)
 
-    def _indexed_part(self, indexed: tuple[Any, ...], huffman: bool) -> bytes:
-        key = (indexed, tuple(map(type, indexed)), huffman)
+    def _whole_block(self, items: tuple[Any, ...], huffman: bool) -> bytes:
+        indexed: list[Any] = []
+        literals: list[Any] = []
+        for header in items:
+            (indexed if getattr(header, "indexable", True) else literals).append(header)
+        block = self._remembered(self._indexed, tuple(indexed), huffman, super().encode)
+        return block + b"".join(map(literal, literals)) if literals else block
+
+    def _remembered(
+        self, memo: _Memo, items: tuple[Any, ...], huffman: bool, make: Callable[[tuple[Any, ...], bool], bytes]
+    ) -> bytes:
+        """``make(items, huffman)``, or the block it made last for the same items while the table is unchanged.
+
+        The key holds the items' types too: a never-indexed header equals a
+        plain one of the same name and value. A block is remembered only if
+        making it left the table as it was (no entry added, no new size).
+        """
+        key = (items, tuple(map(type, items)), huffman)
         table = self.header_table
-        if key == self._indexed_key and table.changes == self._indexed_changes and not table.resized:
-            return self._indexed_block
+        if key == memo.key and table.changes == memo.changes and not table.resized:
+            return memo.block
         before = table.changes
-        block: bytes = super().encode(indexed, huffman)
+        block = make(items, huffman)
         if table.changes == before and not table.resized:
-            self._indexed_key, self._indexed_block, self._indexed_changes = key, block, before
+            memo.key, memo.block, memo.changes = key, block, before
         else:
-            self._indexed_key = None
+            memo.key = None
         return block
