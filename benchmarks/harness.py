@@ -155,37 +155,6 @@ def presign(emulator: Emulator, texts: list[str], path: Path) -> None:
     path.write_text(json.dumps(signed))
 
 
-def taking_turns(
-    emulator: Emulator,
-    a: str,
-    b: str,
-    presigned: Path,
-    *,
-    loop: str,
-    conversations: int,
-    rounds: int,
-    block: int,
-    timeout: float = 1200,
-) -> dict[str, Any]:
-    """Two clients in one process taking turns in blocks of short utterances (``ab_driver.py``; each ``floor``
-    or a ``src/`` tree): ``{"a_us_per_call", "b_us_per_call", "b_over_a", "ratios"}``, or ``{"error"}``."""
-    # PYTHONPATH: the benchmarks, and this checkout for the floor's header-block encoder.
-    env = client_env(Client(OURS, "ours", sys.executable, "ab_driver.py", "", ""))
-    command = [sys.executable, str(HERE / "ab_driver.py"), "--mode", "cpu", "--endpoint", emulator.endpoint_url]
-    command += ["--ca", emulator.ca_file, "--key", DEFAULT_KEY, "--timeout", f"{timeout:g}", "--loop", loop]
-    command += ["--presigned", str(presigned), "--a", a, "--b", b, "--n", str(rounds), "--block", str(block)]
-    command += ["--streams", str(conversations), "--pool-size", str(conversations)]
-    try:
-        out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout + 30, check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"taking turns: no result within {timeout + 30:g} s"}
-    lines = out.stdout.strip().splitlines()
-    if out.returncode != 0 or not lines:
-        return {"error": "taking turns: " + (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1][:300]}
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
-
-
 class Runner:
     """The workloads against ``emulator``; a context manager: on exit, its scratch folder is removed
     (it holds a signed request), whether the run finished or not."""
@@ -483,20 +452,11 @@ class Runner:
             f"7b/8 CPU per stream in one process, ours and the floor taking turns: {counts.turns_rounds} rounds "
             f"per level, blocks of at least {counts.turns_calls} calls"
         )
-        presigned = self._scratch / "presigned-turns.json"
-        presign(self.emulator, [SHORT_TEXT], presigned)
         out = []
         for loop, conversations in levels:
             block = max(counts.turns_calls, 8 * conversations)
-            result = taking_turns(
-                self.emulator,
-                "floor",
-                str(SRC),
-                presigned,
-                loop=loop,
-                conversations=conversations,
-                rounds=counts.turns_rounds,
-                block=block,
+            result = self.taking_turns(
+                "floor", str(SRC), loop=loop, conversations=conversations, rounds=counts.turns_rounds, block=block
             )
             row = {"loop": loop, "conversations": conversations, "block": block, **result}
             if not result.get("error"):
@@ -510,6 +470,29 @@ class Runner:
                 self.log(f"  {loop} N={conversations}: {result['error']}")
             out.append(row)
         return out
+
+    def taking_turns(self, a: str, b: str, *, loop: str, conversations: int, rounds: int, block: int) -> dict[str, Any]:
+        """Two clients in one process taking turns in blocks of short utterances (``ab_driver.py``; each
+        ``floor`` or a ``src/`` tree): ``{"a_us_per_call", "b_us_per_call", "b_over_a", "ratios"}``, or
+        ``{"error"}``."""
+        presigned = self._scratch / "presigned-turns.json"
+        if not presigned.exists():
+            presign(self.emulator, [SHORT_TEXT], presigned)
+        # Started as ours is: the benchmarks and this checkout on its path (the floor's header-block encoder).
+        driver = Client(OURS, "ours", sys.executable, "ab_driver.py", "", "")
+        return self.drive(
+            driver,
+            "cpu",
+            1200,
+            presigned=presigned,
+            a=a,
+            b=b,
+            n=rounds,
+            block=block,
+            streams=conversations,
+            pool_size=conversations,
+            loop=loop,
+        )
 
     def scan_once(
         self, client: Client, loop: str, conversations: int, emulator: Emulator | None = None

@@ -30,8 +30,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from clients import FLOOR, HERE, OURS, SRC, Client, client_env
-from harness import Emulator, presign, taking_turns
+from clients import COUNTS, FLOOR, HERE, OURS, SRC, Client, client_env
+from harness import Emulator, Runner, presign
 from run import bootstrap
 from workloads import DEFAULT_KEY, SHORT_TEXT, bulk_text
 
@@ -158,19 +158,16 @@ def profile(emulator: Emulator, args: argparse.Namespace, scratch: Path) -> int:
 def compare(emulator: Emulator, args: argparse.Namespace, scratch: Path) -> int:
     """This checkout against ``--compare`` (a ``src/`` tree, or ``floor``), both in one process taking turns
     (``ab_driver.py``): the median over ``--reps`` rounds of each's CPU per short utterance, and their ratio."""
-    presigned = scratch / "presigned.json"
-    presign(emulator, [SHORT_TEXT], presigned)
     other = "floor" if str(args.compare) == "floor" else str(args.compare.resolve())
-    result = taking_turns(
-        emulator,
-        str(args.src.resolve()),
-        other,
-        presigned,
-        loop=args.loop,
-        conversations=args.concurrency,
-        rounds=args.reps,
-        block=args.block,
-    )
+    with Runner(emulator, COUNTS["full"]) as runner:
+        result = runner.taking_turns(
+            str(args.src.resolve()),
+            other,
+            loop=args.loop,
+            conversations=args.concurrency,
+            rounds=args.reps,
+            block=args.block,
+        )
     if result.get("error"):
         print(result["error"], file=sys.stderr)
         return 1
