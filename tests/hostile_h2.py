@@ -162,6 +162,15 @@ class H2Peer:
         self.flush()
         return await self.wait_until(lambda: self.settings_acked > acked, timeout)
 
+    async def answer_in_bursts(self, stream_id: int, audio: bytes, bursts: int, pause: float) -> None:
+        """A complete response spoken slowly: 200, ``bursts`` AudioEvents of ``audio`` ``pause`` seconds apart,
+        then StreamClosedEvent and END_STREAM."""
+        self.respond(stream_id)
+        for _ in range(bursts):
+            self.send_data(stream_id, audio_event(audio))
+            await asyncio.sleep(pause)
+        self.send_data(stream_id, stream_closed_event(6), end_stream=True)
+
     async def answer(self, stream_id: int, audio: bytes = b"\x01\x02" * 100) -> None:
         """A correct, complete response: 200, the audio, StreamClosedEvent, END_STREAM."""
         self.respond(stream_id)

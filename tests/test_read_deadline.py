@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from amazon_polly_streaming.exceptions import ReadTimeoutError
-from hostile_h2 import H2Peer, audio_event, stream_closed_event
+from hostile_h2 import H2Peer, audio_event
 from support import collect, hostile
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,10 +33,8 @@ async def test_a_wait_that_begins_after_the_timer_was_set_gets_its_whole_read_ti
     async def script(peer: H2Peer) -> None:
         stream_id = await peer.next_request()
         peer.respond(stream_id)
-        peer.flush()
         await asyncio.sleep(0.4)
         peer.send_data(stream_id, audio_event(b"\x01\x02" * 100))
-        peer.flush()
         await peer.wait_until(lambda: False, timeout=10)  # then nothing more
 
     received_at: list[float] = []
@@ -59,14 +57,7 @@ async def test_a_wait_that_begins_after_the_timer_was_set_gets_its_whole_read_ti
 async def test_each_burst_of_audio_starts_a_new_deadline() -> None:
     # Audio every 0.3 s for 2.4 s, four times the read timeout in all: no wait is ever silent for 0.6 s.
     async def script(peer: H2Peer) -> None:
-        stream_id = await peer.next_request()
-        peer.respond(stream_id)
-        for _ in range(8):
-            peer.send_data(stream_id, audio_event(b"\x03\x04" * 50))
-            peer.flush()
-            await asyncio.sleep(0.3)
-        peer.send_data(stream_id, stream_closed_event(6), end_stream=True)
-        peer.flush()
+        await peer.answer_in_bursts(await peer.next_request(), b"\x03\x04" * 50, bursts=8, pause=0.3)
         await peer.wait_until(lambda: False, timeout=5)
 
     async with hostile(script, {"read_timeout": TIMEOUT}) as (_, client):
@@ -79,9 +70,7 @@ async def test_an_open_input_is_probed_with_ping_and_an_unanswered_ping_fails_th
     # The text source is still open, so silence is legitimate: after one read timeout the client sends a
     # PING; a server that answers nothing (not even the PING) fails the stream one read timeout later.
     async def script(peer: H2Peer) -> None:
-        stream_id = await peer.next_request()
-        peer.respond(stream_id)
-        peer.flush()
+        peer.respond(await peer.next_request())
         await asyncio.sleep(10)  # reads nothing more, so the PING goes unanswered: a network gone dark
 
     async def text_never_ends() -> AsyncIterator[str]:
@@ -117,15 +106,8 @@ async def test_a_connection_sets_one_timer_however_many_times_its_streams_wait()
         return wrapper
 
     async def script(peer: H2Peer) -> None:
-        for _ in range(3):
-            stream_id = await peer.next_request()
-            peer.respond(stream_id)
-            for _ in range(20):  # twenty bursts, twenty waits
-                peer.send_data(stream_id, audio_event(b"\x05\x06" * 50))
-                peer.flush()
-                await asyncio.sleep(0.01)
-            peer.send_data(stream_id, stream_closed_event(6), end_stream=True)
-            peer.flush()
+        for _ in range(3):  # twenty bursts each, twenty waits
+            await peer.answer_in_bursts(await peer.next_request(), b"\x05\x06" * 50, bursts=20, pause=0.01)
         await peer.wait_until(lambda: False, timeout=5)
 
     async with hostile(script, {"read_timeout": 5.0}) as (_, client):
