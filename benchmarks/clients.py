@@ -39,8 +39,10 @@ class Counts:
     cache_calls: int = 500  # calls per row of the phrase cache's rows (hits: 4 times as many)
     cache_phrases: int = 10_000  # distinct phrases spoken through the cache of the RSS row
     cache_max_bytes: int = 16 * 2**20  # ... bounded by this MemoryCache(max_bytes=...)
-    turns_rounds: int = 20  # rounds of ours and the floor taking turns in one process, per scan level
-    turns_calls: int = 640  # calls per block of those turns (at least 8 per conversation)
+    turns_rounds: int = 96  # rounds of ours and the floor taking turns at N=1, over all processes
+    turns_calls: int = 160  # calls per block of those turns (at least 8 per conversation: fewer rounds then)
+    turns_min_rounds: int = 16  # ... but at least this many rounds at every level
+    turns_processes: int = 4  # the rounds split among this many processes (each lands in a mode of its own)
 
 
 COUNTS = {
@@ -52,10 +54,23 @@ COUNTS = {
 }
 # The phrase cache's counts, smaller than the full run's (its defaults).
 COUNTS["quick"] = replace(
-    COUNTS["quick"], cache_calls=100, cache_phrases=2000, cache_max_bytes=4 * 2**20, turns_rounds=4
+    COUNTS["quick"],
+    cache_calls=100,
+    cache_phrases=2000,
+    cache_max_bytes=4 * 2**20,
+    turns_rounds=16,
+    turns_min_rounds=4,
+    turns_processes=2,
 )
 COUNTS["smoke"] = replace(
-    COUNTS["smoke"], cache_calls=20, cache_phrases=300, cache_max_bytes=2**20, turns_rounds=1, turns_calls=16
+    COUNTS["smoke"],
+    cache_calls=20,
+    cache_phrases=300,
+    cache_max_bytes=2**20,
+    turns_rounds=1,
+    turns_min_rounds=1,
+    turns_processes=1,
+    turns_calls=16,
 )
 
 

@@ -436,40 +436,73 @@ class Runner:
         return out
 
     def in_turns(self) -> list[dict[str, Any]]:
-        """Ours and the floor in one process, taking turns in blocks, at each level of the scan.
+        """Ours and the floor taking turns in blocks, at each level of the scan, in a few processes.
 
         Fresh processes of the same code differ by 10-40 % in CPU per stream
         on this kind of machine (a process lands in a fast or a slow mode and
         stays there), so the scan's ratio of medians over five processes moves
         by as much between runs. Rounds of one process, each a block of ours
         and a block of the floor in ABBA order, share the process's mode: the
-        median of their ratios moves far less (still by several percent when
-        the machine itself is noisy).
+        ratio of a round holds still far better. It still depends a little on
+        the process's mode (the two clients' code lands apart in memory: one
+        process's rounds gave 1.09x, another's 1.17x), so the rounds are
+        spread over ``turns_processes`` processes, which of the two starts
+        swapped in every other one, and the median is taken of all their
+        rounds' ratios.
         """
         counts = self.counts
         levels = self._scan_levels()
+        processes = counts.turns_processes
         self.log(
-            f"7b/8 CPU per stream in one process, ours and the floor taking turns: {counts.turns_rounds} rounds "
-            f"per level, blocks of at least {counts.turns_calls} calls"
+            f"7b/8 CPU per stream, ours and the floor taking turns in {processes} processes per level: "
+            f"{counts.turns_rounds} rounds of {counts.turns_calls} calls in all at N=1, fewer rounds of larger "
+            f"blocks (8 calls per conversation) above, at least {counts.turns_min_rounds}"
         )
         out = []
         for loop, conversations in levels:
             block = max(counts.turns_calls, 8 * conversations)
-            result = self.taking_turns(
-                "floor", str(SRC), loop=loop, conversations=conversations, rounds=counts.turns_rounds, block=block
-            )
-            row = {"loop": loop, "conversations": conversations, "block": block, **result}
-            if not result.get("error"):
-                ratios = result["ratios"]
+            rounds = max(counts.turns_min_rounds, counts.turns_rounds * counts.turns_calls // block)
+            per_process = -(-rounds // (2 * processes)) * 2  # even: as many rounds start with each client
+            row: dict[str, Any] = {"loop": loop, "conversations": conversations, "block": block}
+            row.update(self._turns_level(loop, conversations, block, per_process))
+            if not row.get("error"):
+                ratios, medians = row["ratios"], row["process_ratios"]
                 self.log(
-                    f"  {loop} N={conversations}: ours {result['b_us_per_call']:.0f} us, floor "
-                    f"{result['a_us_per_call']:.0f} us per stream, {result['b_over_a']:.3f}x (rounds "
-                    f"{min(ratios):.2f}-{max(ratios):.2f})"
+                    f"  {loop} N={conversations}: ours {row['b_us_per_call']:.0f} us, floor "
+                    f"{row['a_us_per_call']:.0f} us per stream, {row['b_over_a']:.3f}x (rounds "
+                    f"{min(ratios):.2f}-{max(ratios):.2f}; processes {', '.join(f'{r:.3f}' for r in medians)})"
                 )
             else:
-                self.log(f"  {loop} N={conversations}: {result['error']}")
+                self.log(f"  {loop} N={conversations}: {row['error']}")
             out.append(row)
         return out
+
+    def _turns_level(self, loop: str, conversations: int, block: int, rounds: int) -> dict[str, Any]:
+        """One level of :meth:`in_turns`: the floor's (``a``) and ours' (``b``) medians, the median of every
+        round's ratio of ours to the floor, and each process's median ratio; or ``{"error"}``."""
+        ours_us: list[float] = []
+        floor_us: list[float] = []
+        ratios: list[float] = []
+        process_ratios: list[float] = []
+        for index in range(self.counts.turns_processes):
+            swapped = index % 2 == 1  # ours starts every other process
+            pair = (str(SRC), "floor") if swapped else ("floor", str(SRC))
+            result = self.taking_turns(*pair, loop=loop, conversations=conversations, rounds=rounds, block=block)
+            if result.get("error"):
+                return {"error": result["error"]}
+            theirs = [1 / r for r in result["ratios"]] if swapped else list(result["ratios"])
+            ratios += theirs
+            process_ratios.append(statistics.median(theirs))
+            a, b = result["a_us_per_call"], result["b_us_per_call"]
+            ours_us.append(a if swapped else b)
+            floor_us.append(b if swapped else a)
+        return {
+            "a_us_per_call": statistics.median(floor_us),
+            "b_us_per_call": statistics.median(ours_us),
+            "b_over_a": statistics.median(ratios),
+            "ratios": [round(r, 4) for r in ratios],
+            "process_ratios": [round(r, 4) for r in process_ratios],
+        }
 
     def taking_turns(self, a: str, b: str, *, loop: str, conversations: int, rounds: int, block: int) -> dict[str, Any]:
         """Two clients in one process taking turns in blocks of short utterances (``ab_driver.py``; each

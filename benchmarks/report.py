@@ -350,23 +350,26 @@ def render_turns(report: dict[str, Any]) -> list[str]:
         return []
     lines = [
         "",
-        f"CPU per stream with ours and the floor taking turns in one process (ab_driver.py): "
-        f"{report['counts']['turns_rounds']} rounds per level, each a block of each in ABBA order; a fresh "
-        "process lands in a faster or slower mode and stays there (10-40 % apart), which moves the scan's ratio "
-        "of medians, while the rounds of one process share it: the median of their ratios holds still",
+        f"CPU per stream with ours and the floor taking turns (ab_driver.py), each level's rounds spread over "
+        f"{report['counts'].get('turns_processes', 1)} processes, each round a block of each in ABBA order; "
+        "a fresh process lands in a faster or slower mode and stays there (10-40 % apart), which moves "
+        "the scan's ratio of medians, while the rounds of one process share it: the median of all the rounds' ratios "
+        "holds still (beside it, each process's own median)",
         "",
-        "| loop | N | calls per block | CPU per stream (us), ours / floor | ratio, median of the rounds' | rounds |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| loop | N | calls per block | CPU per stream (us), ours / floor | ratio, median of the rounds' "
+        "| rounds, their range | processes' medians |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if row.get("error"):
-            lines.append(f"| {row['loop']} | {row['conversations']} | - | failed: {row['error']} | - | - |")
+            lines.append(f"| {row['loop']} | {row['conversations']} | - | failed: {row['error']} | - | - | - |")
             continue
         ratios = row.get("ratios") or []
-        spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+        spread = f"{len(ratios)}, {min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+        processes = ", ".join(f"{r:.2f}" for r in row.get("process_ratios") or []) or "-"
         lines.append(
             f"| {row['loop']} | {row['conversations']} | {row['block']} | {fmt(row.get('b_us_per_call'))} / "
-            f"{fmt(row.get('a_us_per_call'))} | {row['b_over_a']:.3f}x | {spread} |"
+            f"{fmt(row.get('a_us_per_call'))} | {row['b_over_a']:.3f}x | {spread} | {processes} |"
         )
     return lines
 

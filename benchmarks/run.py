@@ -36,10 +36,13 @@ N = 1 and 64 on uvloop: client CPU per stream, time to first audio p50/p99
 and streams per second, with each emulator process's CPU time over the same
 window (it shows whether the emulator kept up) and what else kept the
 machine busy meanwhile; then, at each level of the scan, ours and the floor
-in one process taking turns in blocks (``ab_driver.py``, 20 rounds in ABBA
-order, blocks of at least 640 calls, the median of the rounds' ratios): a fresh process lands in a faster
-or slower mode and stays there, so only the rounds of one process hold still
-enough to judge a timed CPU target on; then ours at N = 64 against 1 and 2
+in one process taking turns in blocks (``ab_driver.py``, rounds in ABBA
+order spread over 4 processes: 96 rounds of 160 calls at N=1, fewer of 8 calls
+per conversation above, at least 16; the median of all the rounds' ratios): a
+fresh process lands in a faster or slower mode and stays there, so only rounds
+that share a process hold still enough to judge a timed CPU target on, short
+rounds let the median shed a burst of the host's noise, and a few processes
+keep one process's mode from deciding it; then ours at N = 64 against 1 and 2
 emulator processes; (8) the sans-IO codec alone; (9) instructions per stream under
 Valgrind's callgrind, ours and the floor at N = 1 and 64 on both loops, the
 scan's measured window only (``counting.py`` says how): CPU time moves by
