@@ -36,7 +36,7 @@ N = 1 and 64 on uvloop: client CPU per stream, time to first audio p50/p99
 and streams per second, with each emulator process's CPU time over the same
 window (it shows whether the emulator kept up) and what else kept the
 machine busy meanwhile; then, at each level of the scan, ours and the floor
-in one process taking turns in blocks (``ab_driver.py``, rounds in ABBA
+in the same processes, taking turns in blocks (``ab_driver.py``, rounds in ABBA
 order spread over 4 processes: 96 rounds of 160 calls at N=1, fewer of 8 calls
 per conversation above, at least 16; the median of all the rounds' ratios): a
 fresh process lands in a faster or slower mode and stays there, so only rounds
