@@ -508,9 +508,10 @@ class Runner:
         """Two clients in one process taking turns in blocks of short utterances (``ab_driver.py``; each
         ``floor`` or a ``src/`` tree): ``{"a_us_per_call", "b_us_per_call", "b_over_a", "ratios"}``, or
         ``{"error"}``."""
+        # Signed now, for each process, as drive() signs the floor's: the emulator allows 5 minutes of clock
+        # skew, and the turns of a full run's levels take about that together.
         presigned = self._scratch / "presigned-turns.json"
-        if not presigned.exists():
-            presign(self.emulator, [SHORT_TEXT], presigned)
+        presign(self.emulator, [SHORT_TEXT], presigned)
         # Started as ours is: the benchmarks and this checkout on its path (the floor's header-block encoder).
         driver = Client(OURS, "ours", sys.executable, "ab_driver.py", "", "")
         return self.drive(
